@@ -1,0 +1,5 @@
+import sys
+
+from cyclestream.cli import main
+
+sys.exit(main())

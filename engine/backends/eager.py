@@ -1,0 +1,64 @@
+"""The PyTorch eager backend: the reference every other backend is checked against.
+
+``inference_mode``, channels_last activations, bf16 autocast on CPU and fp16 autocast on CUDA (the
+generator's InstanceNorm keeps its statistics in fp32 either way).  On CUDA, frames travel as uint8
+through pinned host memory and are converted, padded and cropped on the GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from cyclestream.engine.backends.base import Backend, FrameShape, Precision
+from cyclestream.engine.checkpoint import LoadedModel
+from cyclestream.engine.errors import BackendError
+from cyclestream.engine.frames import from_model_output, to_model_input
+
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class EagerBackend(Backend):
+    name = "eager"
+
+    def __init__(self, device: str = "cpu", channels_last: bool = True) -> None:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendError("--device cuda was asked for, but PyTorch sees no CUDA device here")
+        self.device = torch.device(device)
+        self.channels_last = channels_last
+        self.precision: Precision = "fp32"
+        self._model: torch.nn.Module | None = None
+        self._multiple = 4
+
+    def prepare(self, model: LoadedModel, shape: FrameShape, precision: Precision) -> None:
+        if precision == "fp16" and self.device.type == "cpu":
+            raise BackendError("fp16 on the CPU is slow and poorly supported; use --precision bf16 or fp32")
+        self.precision = precision
+        self._multiple = model.spec.size_multiple
+        generator = model.generator.to(self.device).eval()
+        if self.channels_last:
+            generator = generator.to(memory_format=torch.channels_last)
+        self._model = generator
+        self.run(torch.zeros((shape.batch, shape.height, shape.width, 3), dtype=torch.uint8))
+
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=_AUTOCAST_DTYPES[self.precision])
+
+    @torch.inference_mode()
+    def run(self, frames: torch.Tensor) -> torch.Tensor:
+        if self._model is None:
+            raise BackendError("backend used before prepare()")
+        height, width = frames.shape[1], frames.shape[2]
+        on_gpu = self.device.type == "cuda"
+        if on_gpu:
+            frames = frames.pin_memory().to(self.device, non_blocking=True)
+        x = to_model_input(frames, self._multiple)
+        with self._autocast():
+            y = self._model(x)
+        out = from_model_output(y, height, width)
+        return out.to("cpu") if on_gpu else out
+
+    def describe(self) -> str:
+        return f"eager ({self.device.type}, {self.precision})"

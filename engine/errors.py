@@ -1,0 +1,17 @@
+"""The one error type that crosses the library boundary; the CLI prints it as one line."""
+
+
+class CycleStreamError(Exception):
+    """Something the user can act on: bad input, a wrong checkpoint, a missing dependency."""
+
+
+class CheckpointError(CycleStreamError):
+    """A file that is not a generator checkpoint we can load."""
+
+
+class MediaError(CycleStreamError):
+    """A video or image that cannot be read or written as asked."""
+
+
+class BackendError(CycleStreamError):
+    """A backend that cannot be prepared or run here."""

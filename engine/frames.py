@@ -1,0 +1,65 @@
+"""Frames in and out of the model: uint8 NHWC RGB ↔ float NCHW in [-1, 1], padded and cropped.
+
+Pre/post-processing follows the official project (RGB, ``x / 127.5 - 1``, ``(y + 1) * 127.5``) but
+rounds and clamps to uint8 instead of truncating.  Frames of any size are reflect-padded up to the
+generator's multiple (4 for ResNet, 2**levels for U-Net) and cropped back, so output size == input
+size; nothing is resized.  These functions run on whatever device the tensors are on, so a GPU
+backend uploads uint8 once and does all of this on the GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Padding:
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+    @classmethod
+    def to_multiple(cls, height: int, width: int, multiple: int) -> Padding:
+        ph = (-height) % multiple
+        pw = (-width) % multiple
+        return cls(ph // 2, ph - ph // 2, pw // 2, pw - pw // 2)
+
+    @property
+    def is_zero(self) -> bool:
+        return not (self.top or self.bottom or self.left or self.right)
+
+
+def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
+    return height + (-height) % multiple, width + (-width) % multiple
+
+
+def to_model_input(frames: torch.Tensor, multiple: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 (N, H, W, 3) → float (N, 3, H', W') in [-1, 1], H' and W' padded to ``multiple``.
+
+    The result keeps the NHWC memory order (a channels_last tensor), which is what the convs want.
+    """
+    if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected uint8 (N, H, W, 3) frames, got {tuple(frames.shape)} {frames.dtype}")
+    x = frames.permute(0, 3, 1, 2).to(dtype).div_(127.5).sub_(1.0)
+    pad = Padding.to_multiple(x.shape[2], x.shape[3], multiple)
+    if pad.is_zero:
+        return x
+    # Reflection needs the pad to be smaller than the side; tiny frames in a U-Net fall back to replicate.
+    fits = max(pad.top, pad.bottom) < x.shape[2] and max(pad.left, pad.right) < x.shape[3]
+    mode = "reflect" if fits else "replicate"
+    return F.pad(x, (pad.left, pad.right, pad.top, pad.bottom), mode=mode)
+
+
+def from_model_output(y: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """float (N, 3, H', W') in [-1, 1] → uint8 (N, height, width, 3), cropping the padding away."""
+    ph, pw = y.shape[2] - height, y.shape[3] - width
+    if ph < 0 or pw < 0:
+        raise ValueError(f"model output {tuple(y.shape[2:])} is smaller than the frame {(height, width)}")
+    top, left = ph // 2, pw // 2  # the split Padding.to_multiple makes
+    y = y[:, :, top : top + height, left : left + width]
+    out = y.float().add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+    return out.permute(0, 2, 3, 1).contiguous()

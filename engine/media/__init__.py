@@ -1,0 +1,1 @@
+"""Everything that touches PyAV: probing, sources (demux + decode), sinks (encode + mux)."""

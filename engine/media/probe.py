@@ -1,0 +1,89 @@
+"""Opening media with PyAV and describing it, with one-line errors for what cannot be opened."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+from cyclestream.engine.errors import MediaError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    codec: str
+    time_base: Fraction
+    average_rate: Fraction | None
+    frames: int  # from the container; 0 when it does not say
+    duration: float | None  # seconds
+    audio_streams: int
+
+    @property
+    def expected_frames(self) -> int:
+        """Frames the container promises: its count, else duration × rate, else 0 (unknown)."""
+        if self.frames > 0:
+            return self.frames
+        if self.duration and self.average_rate:
+            return int(self.duration * float(self.average_rate) + 1e-6)  # audio may outlast the video
+        return 0
+
+
+def _error_text(e: BaseException) -> str:
+    if isinstance(e, av.error.FFmpegError):
+        return e.strerror or str(e)
+    return getattr(e, "strerror", None) or str(e)
+
+
+def open_input(path: str | os.PathLike[str], options: dict[str, str] | None = None) -> Any:
+    """``av.open`` for reading, turning every failure into a MediaError."""
+    spec = str(path)
+    if "://" not in spec and not Path(spec).exists():
+        raise MediaError(f"input not found: {spec}")
+    try:
+        return av.open(spec, mode="r", options=options or {})
+    except av.error.InvalidDataError as e:
+        raise MediaError(
+            f"cannot open {spec}: {_error_text(e)} (not a media file, or damaged/truncated before its index)"
+        ) from None
+    except (av.error.FFmpegError, OSError) as e:
+        raise MediaError(f"cannot open {spec}: {_error_text(e)}") from None
+
+
+def describe(container: Any) -> VideoInfo:
+    if not container.streams.video:
+        raise MediaError(f"{container.name} has no video stream")
+    stream = container.streams.video[0]
+    ctx = stream.codec_context
+    if not ctx.width or not ctx.height:
+        raise MediaError(f"{container.name}: the video stream has no frame size (damaged header?)")
+    duration = None
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / av.time_base
+    return VideoInfo(
+        width=ctx.width,
+        height=ctx.height,
+        codec=ctx.name,
+        time_base=stream.time_base or Fraction(1, 90000),
+        average_rate=stream.average_rate or stream.base_rate,
+        frames=stream.frames or 0,
+        duration=duration,
+        audio_streams=len(container.streams.audio),
+    )
+
+
+def probe(path: str | os.PathLike[str]) -> VideoInfo:
+    with open_input(path) as container:
+        return describe(container)
+
+
+def is_image(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES

@@ -1,0 +1,86 @@
+"""Synthetic clips encoded with PyAV: moving shapes, an optional tone, constant or variable rate.
+
+Tests, benchmarks and the live-stream sender use these instead of downloaded media.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def synthetic_frame(index: int, width: int, height: int) -> np.ndarray:
+    """A deterministic RGB frame: a gradient background and a square that moves with ``index``."""
+    y, x = np.mgrid[0:height, 0:width]
+    img = np.empty((height, width, 3), np.uint8)
+    img[..., 0] = (x * 255 // max(1, width - 1) + index * 7) % 256
+    img[..., 1] = (y * 255 // max(1, height - 1)) % 256
+    img[..., 2] = (index * 13) % 256
+    side = max(2, min(width, height) // 4)
+    left = (index * 5) % max(1, width - side)
+    top = (index * 3) % max(1, height - side)
+    img[top : top + side, left : left + side] = (255, 255, 255)
+    return img
+
+
+def write_clip(
+    path: str | os.PathLike[str],
+    width: int = 64,
+    height: int = 48,
+    frames: int = 24,
+    fps: int = 24,
+    audio: bool = False,
+    vfr: bool = False,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+) -> list[int]:
+    """Encode a clip; returns the video pts written (time base 1/(fps·100) for VFR, else 1/fps).
+
+    With ``vfr`` the frame durations alternate between 1 and 2 frame periods.
+    """
+    time_base = Fraction(1, fps * 100) if vfr else Fraction(1, fps)
+    step = 100 if vfr else 1
+    pts, t = [], 0
+    for i in range(frames):
+        pts.append(t)
+        t += step * (1 + i % 2) if vfr else step
+    with av.open(str(path), "w") as out:
+        video = out.add_stream(codec, rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, pix_fmt
+        video.time_base = time_base
+        video.codec_context.time_base = time_base
+        sound = out.add_stream("aac", rate=48000) if audio else None
+        if sound is not None:
+            sound.layout = "stereo"
+        for i, p in enumerate(pts):
+            frame = av.VideoFrame.from_ndarray(synthetic_frame(i, width, height), format="rgb24")
+            frame.pts, frame.time_base = p, time_base
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        if sound is not None:
+            seconds = float((pts[-1] + step) * time_base)
+            _write_tone(out, sound, seconds)
+    return pts
+
+
+def _write_tone(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream, seconds: float) -> None:
+    rate, chunk = 48000, 1024
+    total = int(rate * seconds)
+    t = np.arange(total) / rate
+    tone = (0.2 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+    for start in range(0, total, chunk):
+        samples = np.stack([tone[start : start + chunk]] * 2)
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode(None))
+
+
+def make_test_clip(folder: str | os.PathLike[str], name: str = "clip.mp4", **kwargs: object) -> Path:
+    path = Path(folder) / name
+    write_clip(path, **kwargs)  # type: ignore[arg-type]
+    return path

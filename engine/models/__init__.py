@@ -1,0 +1,18 @@
+"""Generator architectures in the official key layout, built from a GeneratorSpec."""
+
+from __future__ import annotations
+
+from cyclestream.engine.models.resnet import ResnetGenerator
+from cyclestream.engine.models.spec import GeneratorSpec
+from cyclestream.engine.models.unet import UnetGenerator
+from torch import nn
+
+Generator = ResnetGenerator | UnetGenerator
+
+
+def build_generator(spec: GeneratorSpec) -> nn.Module:
+    """A freshly initialised generator of the given architecture."""
+    return ResnetGenerator(spec) if spec.kind == "resnet" else UnetGenerator(spec)
+
+
+__all__ = ["Generator", "GeneratorSpec", "ResnetGenerator", "UnetGenerator", "build_generator"]

@@ -1,0 +1,201 @@
+"""The one data path: Source ─▶ Batcher ─▶ Backend ─▶ Unbatcher ─▶ Sink, on threads with bounded queues.
+
+    decode thread   : iterate the source, put VideoFrames on ``decoded``
+    model thread    : take up to ``batch_size`` same-size frames, run the backend, put TranslatedFrames
+                      on ``translated`` (batching and unbatching live here)
+    calling thread  : take TranslatedFrames and hand them to the sink, in order
+
+The policy is the only difference between jobs: a *file* policy blocks when a queue is full (every
+frame, in order, with back-pressure); a *live* policy drops the oldest queued input so the model
+always works on the newest frame and latency stays bounded.  The first error in any stage stops
+all of them and is re-raised in the calling thread; Ctrl-C does the same.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
+import torch
+from cyclestream.engine.backends.base import Backend
+from cyclestream.engine.media.frame import TranslatedFrame, VideoFrame
+from cyclestream.engine.stats import PipelineStats
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    queue_size: int
+    drop_oldest: bool
+
+
+FILE_POLICY = Policy("file", queue_size=8, drop_oldest=False)
+LIVE_POLICY = Policy("live", queue_size=2, drop_oldest=True)
+
+
+class _Stopped(Exception):
+    """Raised inside a stage when another stage failed or the job was cancelled."""
+
+
+class Channel(Generic[T]):
+    """A bounded queue that can be closed (end of stream) and aborted (error elsewhere)."""
+
+    def __init__(self, size: int, drop_oldest: bool, stop: threading.Event, on_drop: Callable[[T], None]) -> None:
+        self._items: collections.deque[T] = collections.deque()
+        self._size, self._drop_oldest, self._stop, self._on_drop = size, drop_oldest, stop, on_drop
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def put(self, item: T) -> None:
+        with self._cond:
+            while len(self._items) >= self._size:
+                if self._drop_oldest:
+                    self._on_drop(self._items.popleft())
+                    break
+                if self._stop.is_set():
+                    raise _Stopped
+                self._cond.wait(0.1)
+            self._items.append(item)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def get(self, block: bool = True) -> T | None:
+        """The next item; None at end of stream (or, with ``block=False``, when nothing is queued)."""
+        with self._cond:
+            while not self._items:
+                if self._stop.is_set():
+                    raise _Stopped
+                if self._closed or not block:
+                    return None
+                self._cond.wait(0.1)
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+
+class Pipeline:
+    def __init__(self, backend: Backend, batch_size: int = 1, policy: Policy = FILE_POLICY) -> None:
+        self.backend, self.batch_size, self.policy = backend, max(1, batch_size), policy
+        self.stats = PipelineStats()
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+        self._carry: VideoFrame | None = None  # a frame of a new size that ended the previous batch
+
+    def _channel(self) -> Channel[VideoFrame] | Channel[TranslatedFrame]:
+        def dropped(_: object) -> None:
+            self.stats.dropped += 1
+
+        return Channel(self.policy.queue_size, self.policy.drop_oldest, self._stop, dropped)
+
+    def _guard(self, work: Callable[[], None], out: Channel[VideoFrame] | Channel[TranslatedFrame]) -> None:
+        try:
+            work()
+        except _Stopped:
+            pass
+        except BaseException as e:
+            self._errors.append(e)
+            self._stop.set()
+        finally:
+            out.close()
+
+    def _decode(self, source: Iterable[VideoFrame], decoded: Channel[VideoFrame]) -> None:
+        timer = self.stats.stage("decode")
+        frames = iter(source)
+        try:
+            while True:
+                t0 = time.perf_counter()
+                frame = next(frames, None)
+                if frame is None:
+                    return
+                timer.add(time.perf_counter() - t0)
+                decoded.put(frame)
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()  # a generator source closes its container even when stopped early
+
+    def _next_batch(self, decoded: Channel[VideoFrame]) -> list[VideoFrame]:
+        first = decoded.get()
+        if first is None:
+            return []
+        batch = [first]
+        while len(batch) < self.batch_size:
+            # A file job waits for a full batch; a live job takes what has arrived.
+            nxt = decoded.get(block=not self.policy.drop_oldest)
+            if nxt is None:
+                break
+            if nxt.image.shape != first.image.shape:  # sizes changed mid-stream: never mix them
+                self._carry = nxt
+                break
+            batch.append(nxt)
+        return batch
+
+    def _translate(self, decoded: Channel[VideoFrame], translated: Channel[TranslatedFrame]) -> None:
+        timer = self.stats.stage("model")
+        while True:
+            if self._carry is not None:
+                batch, self._carry = [self._carry], None
+            else:
+                batch = self._next_batch(decoded)
+            if not batch:
+                return
+            t0 = time.perf_counter()
+            images = torch.from_numpy(np.stack([f.image for f in batch]))
+            outputs = self.backend.run(images).numpy()
+            timer.add(time.perf_counter() - t0, len(batch))
+            for frame, image in zip(batch, outputs, strict=True):
+                translated.put(TranslatedFrame(image=image, source=frame))
+
+    def run(self, source: Iterable[VideoFrame], sink: Callable[[TranslatedFrame], None]) -> PipelineStats:
+        """Push every frame of ``source`` through the backend into ``sink``; returns the timings."""
+        decoded: Channel[VideoFrame] = self._channel()  # type: ignore[assignment]
+        translated: Channel[TranslatedFrame] = self._channel()  # type: ignore[assignment]
+        threads = [
+            threading.Thread(
+                target=self._guard,
+                args=(lambda: self._decode(source, decoded), decoded),
+                name="cyclestream-decode",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self._guard,
+                args=(lambda: self._translate(decoded, translated), translated),
+                name="cyclestream-model",
+                daemon=True,
+            ),
+        ]
+        for t in threads:
+            t.start()
+        timer = self.stats.stage("encode")
+        try:
+            while (item := translated.get()) is not None:
+                t0 = time.perf_counter()
+                sink(item)
+                now = time.perf_counter()
+                timer.add(now - t0)
+                self.stats.latencies.append(now - item.source.captured_at)
+        except _Stopped:
+            pass
+        except BaseException:
+            self._stop.set()
+            raise
+        finally:
+            if self._errors:
+                self._stop.set()
+            for t in threads:  # after an error or Ctrl-C, stages notice the stop within 0.1 s
+                t.join(timeout=5 if self._stop.is_set() else None)
+            self.stats.finished = time.perf_counter()
+        if self._errors:
+            raise self._errors[0]
+        return self.stats

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny generator files and clips encoded with PyAV on the fly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from cyclestream.engine.checkpoint import save_model
+from cyclestream.engine.media.synthetic import write_clip
+from cyclestream.engine.models import GeneratorSpec, build_generator
+
+TINY = GeneratorSpec(ngf=4, n_blocks=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random ResNet generator saved in the project's own format."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
+    save_model(path, build_generator(TINY), TINY, {"domains": {"A": "test-a", "B": "test-b"}})
+    return path
+
+
+@pytest.fixture
+def make_clip(tmp_path: Path) -> Callable[..., Path]:
+    """make_clip(name, **write_clip kwargs) → path of a clip encoded with PyAV in tmp_path."""
+
+    def make(name: str = "clip.mp4", **kwargs: object) -> Path:
+        path = tmp_path / name
+        write_clip(path, **kwargs)  # type: ignore[arg-type]
+        return path
+
+    return make
