@@ -63,8 +63,10 @@ def test_every_frame_is_the_model_output_in_order(
     inputs, outputs = decoded_frames(src), decoded_frames(out)
     assert len(outputs) == len(inputs) == 10
     for i, (a, b) in enumerate(zip(inputs, outputs, strict=True)):
-        expected = backend.run(torch.from_numpy(a[None].copy()))[0].numpy()
-        assert np.array_equal(b, expected), f"frame {i}"
+        expected = backend.run(torch.from_numpy(a[None].copy()))[0].numpy().astype(int)
+        # A batch of 3 may round a rare pixel differently from a batch of 1 (float summation order).
+        diff = np.abs(b.astype(int) - expected)
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01, f"frame {i}"
 
 
 def test_size_option_scales_frames(make_clip: Callable[..., Path], tiny_model: Path, tmp_path: Path) -> None:
