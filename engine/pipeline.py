@@ -37,7 +37,8 @@ class Policy:
 
 
 FILE_POLICY = Policy("file", queue_size=8, drop_oldest=False)
-LIVE_POLICY = Policy("live", queue_size=2, drop_oldest=True)
+# One queued input: the model always starts on the newest frame, so the backlog never exceeds one frame.
+LIVE_POLICY = Policy("live", queue_size=1, drop_oldest=True)
 
 
 class _Stopped(Exception):
@@ -88,7 +89,8 @@ class Pipeline:
     def __init__(self, backend: Backend, batch_size: int = 1, policy: Policy = FILE_POLICY) -> None:
         self.backend, self.batch_size, self.policy = backend, max(1, batch_size), policy
         self.stats = PipelineStats()
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # abort: an error or a hard interrupt
+        self._finish = threading.Event()  # graceful end: stop reading, let queued frames drain
         self._errors: list[BaseException] = []
         self._carry: VideoFrame | None = None  # a frame of a new size that ended the previous batch
 
@@ -113,7 +115,7 @@ class Pipeline:
         timer = self.stats.stage("decode")
         frames = iter(source)
         try:
-            while True:
+            while not self._finish.is_set():
                 t0 = time.perf_counter()
                 frame = next(frames, None)
                 if frame is None:
@@ -156,6 +158,11 @@ class Pipeline:
             timer.add(time.perf_counter() - t0, len(batch))
             for frame, image in zip(batch, outputs, strict=True):
                 translated.put(TranslatedFrame(image=image, source=frame))
+
+    def finish(self) -> None:
+        """End the job gracefully: read no more frames, translate and write what is queued.
+        Safe to call from a signal handler or another thread."""
+        self._finish.set()
 
     def run(self, source: Iterable[VideoFrame], sink: Callable[[TranslatedFrame], None]) -> PipelineStats:
         """Push every frame of ``source`` through the backend into ``sink``; returns the timings."""

@@ -41,13 +41,18 @@ def _error_text(e: BaseException) -> str:
     return getattr(e, "strerror", None) or str(e)
 
 
-def open_input(path: str | os.PathLike[str], options: dict[str, str] | None = None) -> Any:
+def open_input(
+    path: str | os.PathLike[str],
+    options: dict[str, str] | None = None,
+    format: str | None = None,
+    timeout: float | tuple[float, float] | None = None,
+) -> Any:
     """``av.open`` for reading, turning every failure into a MediaError."""
     spec = str(path)
-    if "://" not in spec and not Path(spec).exists():
+    if format is None and "://" not in spec and not Path(spec).exists():
         raise MediaError(f"input not found: {spec}")
     try:
-        return av.open(spec, mode="r", options=options or {})
+        return av.open(spec, mode="r", format=format, options=options or {}, timeout=timeout)
     except av.error.InvalidDataError as e:
         raise MediaError(
             f"cannot open {spec}: {_error_text(e)} (not a media file, or damaged/truncated before its index)"

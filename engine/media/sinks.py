@@ -26,6 +26,9 @@ class EncodeOptions:
     crf: int | None = 18
     preset: str | None = "medium"
     pix_fmt: str = "yuv420p"
+    tune: str | None = None  # x264/x265: "zerolatency" for live output
+    gop: int | None = None  # frames between keyframes (live viewers can join at each one)
+    container_format: str | None = None  # e.g. "mpegts" for udp://, "flv" for rtmp://; None: from the name
 
 
 def _codec_options(opts: EncodeOptions) -> dict[str, str]:
@@ -39,6 +42,10 @@ def _codec_options(opts: EncodeOptions) -> dict[str, str]:
             out["cq"] = str(opts.crf)
     if opts.preset and opts.codec in _PRESET_CODECS:
         out["preset"] = opts.preset
+    if opts.tune and opts.codec in _PRESET_CODECS:
+        out["tune"] = opts.tune
+    if opts.gop:
+        out["g"] = str(opts.gop)
     return out
 
 
@@ -52,19 +59,24 @@ def check_video_codec(name: str) -> None:
 
 
 class VideoFileSink:
-    """Writes frames to ``path`` with the input's size, frame rate and timestamps."""
+    """Writes frames to a file (or a network URL) with the input's size, frame rate and timestamps."""
 
     def __init__(
-        self, path: Path, info: VideoInfo, audio_templates: list[Any], options: EncodeOptions, label: str = ""
+        self,
+        path: Path | str,
+        info: VideoInfo,
+        audio_templates: list[Any],
+        options: EncodeOptions,
+        label: str = "",
     ) -> None:
-        label = label or path.name  # the name the user gave, not the temporary one
+        label = label or (path.name if isinstance(path, Path) else path)  # the user's name, not the temporary one
         check_video_codec(options.codec)
         pix_fmt = options.pix_fmt
         if pix_fmt == "yuv420p" and (info.width % 2 or info.height % 2):
             log.warning("odd frame size %dx%d cannot be 4:2:0; encoding yuv444p", info.width, info.height)
             pix_fmt = "yuv444p"
         try:
-            self.container = av.open(str(path), mode="w")
+            self.container = av.open(str(path), mode="w", format=options.container_format)
         except (av.error.FFmpegError, ValueError, OSError) as e:
             raise MediaError(f"cannot write {label}: {getattr(e, 'strerror', None) or e}") from None
         try:

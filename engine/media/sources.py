@@ -28,9 +28,12 @@ class VideoFileSource:
         path: str | os.PathLike[str],
         size: tuple[int, int] | None = None,
         options: dict[str, str] | None = None,
+        format: str | None = None,
+        timeout: float | tuple[float, float] | None = None,
+        audio: bool = True,
     ) -> None:
         self.path = str(path)
-        self.container = open_input(path, options)
+        self.container = open_input(path, options, format, timeout)
         try:
             self.info: VideoInfo = describe(self.container)
         except MediaError:
@@ -38,7 +41,7 @@ class VideoFileSource:
             raise
         self.video = self.container.streams.video[0]
         self.video.thread_type = "AUTO"  # frame + slice threads in the decoder
-        self.audio_streams: list[Any] = list(self.container.streams.audio)
+        self.audio_streams: list[Any] = list(self.container.streams.audio) if audio else []
         self.decoded = 0
         self.decode_errors = 0
         self.read_error: str | None = None

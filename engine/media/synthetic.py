@@ -84,3 +84,43 @@ def make_test_clip(folder: str | os.PathLike[str], name: str = "clip.mp4", **kwa
     path = Path(folder) / name
     write_clip(path, **kwargs)  # type: ignore[arg-type]
     return path
+
+
+def send_stream(
+    url: str,
+    width: int = 160,
+    height: int = 120,
+    fps: float = 15.0,
+    seconds: float = 10.0,
+    container_format: str = "mpegts",
+) -> int:
+    """Push synthetic frames to ``url`` in real time (a live sender for tests); returns frames sent."""
+    import time
+
+    time_base = Fraction(1, 90000)
+    sent = 0
+    with av.open(url, "w", format=container_format) as out:
+        video = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.codec_context.time_base = time_base
+        video.codec_context.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(max(1, round(fps)))}
+        start = time.perf_counter()
+        while sent < seconds * fps:
+            due = start + sent / fps
+            if (delay := due - time.perf_counter()) > 0:
+                time.sleep(delay)
+            frame = av.VideoFrame.from_ndarray(synthetic_frame(sent, width, height), format="rgb24")
+            frame.pts, frame.time_base = round(sent / fps / time_base), time_base
+            out.mux(video.encode(frame))
+            sent += 1
+        out.mux(video.encode(None))
+    return sent
+
+
+if __name__ == "__main__":  # python -m cyclestream.engine.media.synthetic URL [FPS] [SECONDS]
+    import sys
+
+    args = sys.argv[1:]
+    send_stream(
+        args[0], fps=float(args[1]) if len(args) > 1 else 15.0, seconds=float(args[2]) if len(args) > 2 else 10.0
+    )
