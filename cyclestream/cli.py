@@ -136,6 +136,123 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_stream(sub: Any) -> None:
+    p = sub.add_parser("stream", help="translate a live camera, network stream or test source with bounded latency")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="generator (default: bundled)")
+    p.add_argument("--source", required=True,
+                   help="/dev/video0 | udp://@:5000 | rtsp://... | srt://... | "
+                   "lavfi:testsrc2=size=640x360:rate=30 | FILE")
+    p.add_argument("--sink", default="null",
+                   help="null (default) | FILE.mp4/.mkv/.ts (finalized on stop) | udp://127.0.0.1:5001 | rtmp://...")
+    p.add_argument("--preview", metavar="[HOST]:PORT", help="serve a live MJPEG page, e.g. :8080")
+    p.add_argument("--fps", type=float, help="at most this many frames per second (cameras: capture rate)")
+    p.add_argument("--realtime", action="store_true", help="play a FILE source at its native rate")
+    p.add_argument("--max-latency", type=float, default=1.0, help="latency bound in seconds (default 1.0)")
+    p.add_argument("--reconnect", type=int, default=3, help="reopen a stalled network source N times (default 3)")
+    p.add_argument("--read-timeout", type=float, default=3.0, help="seconds without data = stalled (default 3)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--codec", default="libx264", help="encoder for the sink (default libx264, zero-latency)")
+    p.add_argument("--crf", type=int, default=23, help="sink quality (default 23)")
+    p.add_argument("--stats-json", type=Path, help="also write the summary JSON here")
+    add_run_options(p)
+    p.set_defaults(func=_cmd_stream)
+
+
+def _cmd_stream(args: argparse.Namespace) -> int:
+    from cyclestream.engine.media.sinks import EncodeOptions
+    from cyclestream.engine.stream import LIVE_ENCODE, StreamOptions, print_summary, run_stream
+
+    options = StreamOptions(
+        source=args.source, sink=args.sink, model=args.model, run=run_options(args),
+        encode=EncodeOptions(**{**LIVE_ENCODE.__dict__, "codec": args.codec, "crf": args.crf}),
+        fps=args.fps, realtime=args.realtime, max_latency=args.max_latency, reconnect=args.reconnect,
+        read_timeout=args.read_timeout, preview=args.preview, duration=args.duration,
+        stats_interval=0 if args.quiet else 1.0,
+    )
+    report = run_stream(options)
+    if report.end_reason:
+        log.warning("source ended: %s; finalized %s with %d frames", report.end_reason, args.sink,
+                    report.stats.frames)
+    print_summary(report, args.stats_json)
+    return 0
+
+
+def _add_bench(sub: Any) -> None:
+    p = sub.add_parser("bench", help="measure throughput: the model alone, or the whole video pipeline")
+    kinds = p.add_subparsers(dest="bench_kind", required=True, metavar="KIND")
+    m = kinds.add_parser("model", help="images/s per backend, precision, batch and frame size")
+    m.add_argument("--model", type=Path, help="generator (default: official resnet_9blocks, random weights)")
+    m.add_argument("--backends", default="eager", help="comma list, e.g. eager,onnxruntime (default eager)")
+    m.add_argument("--precision", default="fp32,bf16", help="comma list (default fp32,bf16)")
+    m.add_argument("--batch", default="1", help="comma list of batch sizes (default 1)")
+    m.add_argument("--size", default="256", help="comma list: 256, 512, 720p, 1080p, WxH (default 256)")
+    m.add_argument("--device", default="cpu")
+    m.add_argument("--repeats", type=_positive, default=3, help="timed runs per configuration (median)")
+    m.add_argument("--min-time", type=float, default=1.0, help="seconds per timed run (default 1)")
+    m.add_argument("--quick", action="store_true", help="tiny model and sizes: checks the harness in seconds")
+    m.add_argument("--json", type=Path, help="write the report as JSON")
+    m.add_argument("--plot", type=Path, help="write a PNG bar chart")
+    m.add_argument("--markdown", action="store_true", help="also print a Markdown table")
+    m.set_defaults(func=_cmd_bench_model)
+    pl = kinds.add_parser("pipeline", help="decode / model / encode alone, then overlapped")
+    pl.add_argument("--input", type=Path, required=True, help="video file")
+    pl.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="generator (default: bundled)")
+    pl.add_argument("--frames", type=int, help="use at most this many frames")
+    pl.add_argument("--json", type=Path, help="write the report as JSON")
+    add_run_options(pl)
+    pl.set_defaults(func=_cmd_bench_pipeline)
+
+
+def _write_json(path: Path | None, data: dict[str, Any]) -> None:
+    if path is None:
+        return
+    from cyclestream.engine.atomic import atomic_output
+
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+def _cmd_bench_model(args: argparse.Namespace) -> int:
+    from cyclestream.engine.bench import bench_model, parse_bench_size
+    from cyclestream.engine.bench_report import model_markdown, model_plot, model_table
+    from cyclestream.engine.checkpoint import LoadedModel, load_model
+    from cyclestream.engine.models import GeneratorSpec, build_generator
+
+    if args.model is not None:
+        model = load_model(args.model)
+    else:
+        spec = GeneratorSpec(ngf=8, n_blocks=2) if args.quick else GeneratorSpec()
+        model = LoadedModel(build_generator(spec).eval(), spec, Path(spec.official_name), "random")
+    sizes = [parse_bench_size(s) for s in ("64" if args.quick else args.size).split(",")]
+    report = bench_model(
+        model, args.backends.split(","), args.precision.split(","), [int(b) for b in args.batch.split(",")],
+        sizes, args.device, warmup=1, repeats=1 if args.quick else args.repeats,
+        min_time=0.05 if args.quick else args.min_time, progress=not args.quiet,
+    )
+    print(model_table(report))
+    if args.markdown:
+        print()
+        print(model_markdown(report))
+    _write_json(args.json, report.to_json())
+    if args.plot:
+        print(f"wrote {model_plot(report, args.plot)}")
+    return 0
+
+
+def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
+    from cyclestream.engine.bench import bench_pipeline
+    from cyclestream.engine.bench_report import pipeline_table
+    from cyclestream.engine.checkpoint import load_model
+    from cyclestream.engine.media.sinks import EncodeOptions
+
+    report = bench_pipeline(args.input, load_model(args.model), run_options(args), EncodeOptions(),
+                            args.frames, progress=not args.quiet)
+    print(pipeline_table(report))
+    _write_json(args.json, report.to_json())
+    return 0
+
+
 def _add_info(sub: Any) -> None:
     p = sub.add_parser("info", help="describe a model file (architecture, domains, provenance)")
     p.add_argument("model", type=Path)
@@ -171,9 +288,93 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- data and evaluation
+
+EMOJI_STYLES = ("twemoji", "noto", "openmoji")
+
+
+def _add_data(sub: Any) -> None:
+    p = sub.add_parser("data", help="build data: a two-style emoji dataset, the demo clip")
+    kinds = p.add_subparsers(dest="data_command", required=True, metavar="KIND")
+    e = kinds.add_parser("emoji", help="unpaired emoji dataset in two styles (trainA/B shuffled, testA/B paired)")
+    e.add_argument("--from", dest="source", choices=EMOJI_STYLES, default="twemoji",
+                   help="domain A style (default twemoji)")
+    e.add_argument("--to", dest="target", choices=EMOJI_STYLES, default="noto", help="domain B style (default noto)")
+    e.add_argument("--out", type=Path, required=True, help="dataset folder to create")
+    e.add_argument("--size", type=_positive, default=128, help="square image side in pixels (default 128)")
+    e.add_argument("--test-fraction", type=float, default=0.1, help="share of emoji held out as pairs (default 0.1)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the split and shuffles (default 0)")
+    e.add_argument("--limit", type=_positive, help="use at most N emoji (small datasets for tests)")
+    e.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    e.set_defaults(func=_cmd_data_emoji)
+    c = kinds.add_parser("demo-clip", help="render the demo clip: moving emoji with a sound track")
+    c.add_argument("--out", type=Path, default=DEMO_CLIP, help=f"output .mp4 (default {DEMO_CLIP})")
+    c.add_argument("--style", choices=EMOJI_STYLES, default="twemoji", help="emoji style (default twemoji)")
+    c.add_argument("--seconds", type=float, default=6.0, help="length (default 6)")
+    c.add_argument("--size", type=parse_size, default=(256, 256), help="WxH, even sides (default 256x256)")
+    c.add_argument("--fps", type=_positive, default=12, help="frames per second (default 12)")
+    c.add_argument("--crf", type=int, default=23, help="x264 constant quality (default 23)")
+    c.set_defaults(func=_cmd_data_demo_clip)
+
+
+def _cmd_data_emoji(args: argparse.Namespace) -> int:
+    from cyclestream.trainer.datasets.emoji import EmojiDatasetOptions, build_emoji_dataset
+
+    options = EmojiDatasetOptions(args.source, args.target, args.size, args.test_fraction, args.seed,
+                                  args.limit, args.overwrite, progress=not args.quiet)
+    report = build_emoji_dataset(args.out, options)
+    counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+    print(f"wrote {report.out} ({args.source} → {args.target}, {args.size}x{args.size}: {counts}; "
+          f"{report.skipped_skin_tones} skin-tone variants skipped; {report.seconds:.1f} s)")
+    return 0
+
+
+def _cmd_data_demo_clip(args: argparse.Namespace) -> int:
+    from cyclestream.trainer.datasets.demo_clip import DemoClipOptions, make_demo_clip
+
+    report = make_demo_clip(args.out, DemoClipOptions(args.style, args.seconds, args.size, args.fps, args.crf))
+    print(f"wrote {report.path} ({report.size[0]}x{report.size[1]}, {report.frames} frames at {report.fps} fps, "
+          f"{report.seconds:.1f} s, {report.bytes / 1024:.0f} KiB)")
+    return 0
+
+
+def _add_evaluate(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="score a model on a dataset's held-out pairs (PSNR, SSIM vs identity)")
+    p.add_argument("model", type=Path, help="generator: an official *_net_G.pth or a cyclestream .safetensors")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder with testA/ and testB/")
+    p.add_argument("--out", type=Path, help="comparison grid PNG (default out/MODEL_eval.png)")
+    p.add_argument("--no-grid", action="store_true", help="do not write the grid")
+    p.add_argument("--examples", type=_positive, default=8, help="pairs shown in the grid (default 8)")
+    p.add_argument("--limit", type=_positive, help="score only the first N pairs (by name)")
+    p.add_argument("--direction", choices=["AtoB", "BtoA"], default="AtoB",
+                   help="AtoB: translate testA, compare with testB (default); BtoA the reverse")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_run_options(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from cyclestream.trainer.evaluate import EvaluateOptions, evaluate, format_report
+
+    grid = None if args.no_grid else (args.out or Path("out") / f"{args.model.stem}_eval.png")
+    options = EvaluateOptions(run_options(args), args.direction, args.limit, grid, args.examples,
+                              progress=not (args.quiet or args.json))
+    report = evaluate(args.model, args.data, options)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    return 0
+
+
 # ----------------------------------------------------------------------------- entry point
 
-COMMANDS: list[Callable[[Any], None]] = [_add_translate, _add_demo, _add_info]
+COMMANDS: list[Callable[[Any], None]] = [
+    _add_translate,
+    _add_demo,
+    _add_stream,
+    _add_bench,
+    _add_info,
+    _add_data,
+    _add_evaluate,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

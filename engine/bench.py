@@ -1,0 +1,321 @@
+"""Benchmarks: the model alone (per backend, precision, batch, size) and the whole pipeline by stage.
+
+Every model row is compared with the official project's way of running — eager fp32, batch 1, one
+image at a time — measured in the same run at the same size, and carries its error against that
+baseline's output and its share of this machine's measured peak.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cyclestream.engine.backends import Backend, FrameShape, Precision, create_backend
+from cyclestream.engine.checkpoint import LoadedModel
+from cyclestream.engine.errors import CycleStreamError
+from cyclestream.engine.machine import describe_machine
+from cyclestream.engine.media.frame import TranslatedFrame
+from cyclestream.engine.media.sinks import EncodeOptions, VideoFileSink
+from cyclestream.engine.media.sources import VideoFileSource
+from cyclestream.engine.media.synthetic import synthetic_frame
+from cyclestream.engine.roofline import Peaks, count_macs, measure_peaks, min_bytes_per_frame
+from cyclestream.engine.translate import RunOptions, TranslateOptions, translate_video
+
+log = logging.getLogger("cyclestream")
+
+NAMED_SIZES = {"720p": (1280, 720), "1080p": (1920, 1080), "480p": (854, 480), "4k": (3840, 2160)}
+
+
+def parse_bench_size(text: str) -> tuple[int, int]:
+    """'256' → (256, 256), '720p' → (1280, 720), '640x360' → (640, 360)."""
+    text = text.strip().lower()
+    if text in NAMED_SIZES:
+        return NAMED_SIZES[text]
+    if "x" in text:
+        w, h = text.split("x")
+        return int(w), int(h)
+    return int(text), int(text)
+
+
+@dataclass
+class ModelRow:
+    backend: str
+    precision: str
+    batch: int
+    width: int
+    height: int
+    images_per_s: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    speedup: float | None = None  # vs the baseline row of the same size
+    rel_l2: float | None = None  # vs the baseline's output
+    gflops: float = 0.0
+    peak_fraction: float | None = None
+    describe: str = ""
+    skipped: str | None = None
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+@dataclass
+class ModelBench:
+    machine: dict[str, Any]
+    peaks: Peaks
+    model: dict[str, Any]
+    rows: list[ModelRow] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "machine": self.machine,
+            "peaks": dataclasses.asdict(self.peaks),
+            "model": self.model,
+            "rows": [dataclasses.asdict(r) for r in self.rows],
+        }
+
+
+def _frames(batch: int, width: int, height: int) -> torch.Tensor:
+    return torch.from_numpy(np.stack([synthetic_frame(i, width, height) for i in range(batch)]))
+
+
+def _time_calls(fn: Callable[[], object], warmup: int, repeats: int, min_time: float) -> list[float]:
+    """Per-call seconds: ``warmup`` untimed calls, then ``repeats`` timed runs of at least ``min_time``."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        while True:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+            if time.perf_counter() - start >= min_time:
+                break
+    return times
+
+
+def _rel_l2(out: torch.Tensor, ref: torch.Tensor) -> float:
+    a, b = out.float() / 127.5 - 1, ref.float() / 127.5 - 1
+    return float((a - b).norm() / b.norm().clamp_min(1e-12))
+
+
+def _prepare(model: LoadedModel, name: str, device: str, shape: FrameShape, precision: Precision) -> Backend:
+    backend = create_backend(name, device)
+    backend.prepare(model, shape, precision)
+    return backend
+
+
+def bench_model(
+    model: LoadedModel,
+    backends: list[str],
+    precisions: list[Precision],
+    batches: list[int],
+    sizes: list[tuple[int, int]],
+    device: str = "cpu",
+    warmup: int = 1,
+    repeats: int = 3,
+    min_time: float = 1.0,
+    progress: bool = True,
+) -> ModelBench:
+    peaks = measure_peaks(n=1024 if min_time < 0.5 else 2048, copy_mb=64 if min_time < 0.5 else 256)
+    params = sum(p.numel() for p in model.generator.parameters())
+    macs = {f"{w}x{h}": count_macs(model.generator, h, w, model.spec.size_multiple) for w, h in sizes}
+    report = ModelBench(
+        describe_machine(),
+        peaks,
+        {
+            "architecture": model.spec.official_name,
+            "spec": model.spec.to_dict(),
+            "parameters": params,
+            "macs_per_frame": macs,
+        },
+    )
+    configs = [(b, p, n) for b in backends for p in precisions for n in batches]
+    bar = tqdm(total=len(sizes) * (len(configs) + 1), unit="config", disable=not progress)
+    for width, height in sizes:
+        flop = 2 * macs[f"{width}x{height}"]
+        baseline_backend = _prepare(model, "eager", device, FrameShape(1, height, width), "fp32")
+        reference = baseline_backend.run(_frames(1, width, height))
+        baseline = _measure(baseline_backend, "eager", "fp32", 1, width, height, warmup, repeats, min_time)
+        baseline_backend.close()
+        baseline.speedup, baseline.rel_l2 = 1.0, 0.0
+        report.rows.append(baseline)
+        bar.update(1)
+        for name, precision, batch in configs:
+            bar.set_description(f"{name} {precision} b{batch} {width}x{height}")
+            if (name, precision, batch) in (("eager", "fp32", 1), ("auto", "fp32", 1)) and device == "cpu":
+                bar.update(1)
+                continue  # the baseline itself
+            try:
+                backend = _prepare(model, name, device, FrameShape(batch, height, width), precision)
+            except CycleStreamError as e:
+                report.rows.append(ModelRow(name, precision, batch, width, height, skipped=str(e)))
+                bar.update(1)
+                continue
+            try:
+                row = _measure(backend, name, precision, batch, width, height, warmup, repeats, min_time)
+                row.rel_l2 = _rel_l2(backend.run(_frames(1, width, height)), reference)
+            finally:
+                backend.close()
+            row.speedup = row.images_per_s / baseline.images_per_s if baseline.images_per_s else None
+            report.rows.append(row)
+            bar.update(1)
+        for row in report.rows:
+            if row.size == f"{width}x{height}" and not row.skipped:
+                row.gflops = round(flop * row.images_per_s / 1e9, 1)
+                peak = peaks.bf16_gflops if row.precision in ("bf16", "fp16") else peaks.fp32_gflops
+                row.peak_fraction = round(row.gflops / peak, 3) if peak and device == "cpu" else None
+    bar.close()
+    report.model["min_bytes_per_frame"] = {f"{w}x{h}": min_bytes_per_frame(model.generator, h, w, 1) for w, h in sizes}
+    return report
+
+
+def _measure(
+    backend: Backend,
+    name: str,
+    precision: str,
+    batch: int,
+    width: int,
+    height: int,
+    warmup: int,
+    repeats: int,
+    min_time: float,
+) -> ModelRow:
+    frames = _frames(batch, width, height)
+    times = _time_calls(lambda: backend.run(frames), warmup, repeats, min_time)
+    median = statistics.median(times)
+    return ModelRow(
+        name,
+        precision,
+        batch,
+        width,
+        height,
+        images_per_s=batch / median,
+        p50_ms=1000 * median,
+        p99_ms=1000 * float(np.percentile(times, 99)),
+        describe=backend.describe(),
+    )
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+@dataclass
+class PipelineBench:
+    machine: dict[str, Any]
+    input: str
+    frames: int
+    width: int
+    height: int
+    backend: str
+    stage_fps: dict[str, float]
+    pipeline_fps: float
+    stage_busy_fps: dict[str, float]
+
+    @property
+    def efficiency(self) -> float:
+        slowest = min(self.stage_fps.values())
+        return self.pipeline_fps / slowest if slowest else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "efficiency": round(self.efficiency, 3)}
+
+
+def bench_pipeline(
+    input_path: Path,
+    model: LoadedModel,
+    run: RunOptions,
+    encode: EncodeOptions,
+    max_frames: int | None = None,
+    progress: bool = True,
+) -> PipelineBench:
+    """decode only, model only, encode only — each alone — then decode ∥ model ∥ encode together."""
+    # Decode alone (frames kept for the next two stages).
+    t0 = time.perf_counter()
+    source = VideoFileSource(input_path, size=run.size)
+    frames = []
+    try:
+        for frame in source.frames():
+            frames.append(frame)
+            if max_frames and len(frames) >= max_frames:
+                break
+    finally:
+        source.close()
+    decode_s = time.perf_counter() - t0
+    width, height = source.frame_size
+    # Model alone, batched as the pipeline batches.
+    from cyclestream.engine.translate import prepare_backend
+
+    backend = prepare_backend(model, run, height, width)
+    outputs: list[np.ndarray] = []
+    t0 = time.perf_counter()
+    for i in tqdm(range(0, len(frames), run.batch_size), desc="model only", disable=not progress, unit="batch"):
+        batch = torch.from_numpy(np.stack([f.image for f in frames[i : i + run.batch_size]]))
+        outputs.extend(backend.run(batch).numpy())
+    model_s = time.perf_counter() - t0
+    describe = backend.describe()
+    backend.close()
+    # Encode alone.
+    with tempfile.TemporaryDirectory() as tmp:
+        info = dataclasses.replace(source.info, width=width, height=height)
+        t0 = time.perf_counter()
+        sink = VideoFileSink(Path(tmp) / "encode.mp4", info, [], encode)
+        for frame, image in zip(frames, outputs, strict=True):
+            sink.write(TranslatedFrame(image, dataclasses.replace(frame, side_packets=[])))
+        sink.close()
+        encode_s = time.perf_counter() - t0
+        # All together: the real translate path (decode ∥ model ∥ encode), no preview.
+        clip = input_path
+        if max_frames and max_frames < source.decoded:
+            clip = Path(tmp) / f"head{input_path.suffix if input_path.suffix in ('.mp4', '.mkv') else '.mkv'}"
+            _copy_head(input_path, clip, max_frames)
+        report = translate_video(
+            clip,
+            Path(tmp) / "pipeline.mp4",
+            model,
+            TranslateOptions(run=run, encode=encode, preview=None, progress=progress),
+        )
+    n = len(frames)
+    stats = report.stats
+    assert stats is not None
+    return PipelineBench(
+        describe_machine(),
+        str(input_path),
+        n,
+        width,
+        height,
+        describe,
+        stage_fps={"decode": round(n / decode_s, 2), "model": round(n / model_s, 2), "encode": round(n / encode_s, 2)},
+        pipeline_fps=round(report.fps, 2),
+        stage_busy_fps={s.name: round(s.fps, 2) for s in stats.stages.values()},
+    )
+
+
+def _copy_head(src: Path, dst: Path, frames: int) -> None:
+    """Remux the first ``frames`` video packets (plus audio up to there) without re-encoding."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        vin = inp.streams.video[0]
+        vout = out.add_stream_from_template(vin)
+        seen = 0
+        for packet in inp.demux(vin):
+            if packet.dts is None:
+                continue
+            if seen >= frames and packet.is_keyframe:
+                break
+            packet.stream = vout
+            out.mux(packet)
+            seen += 1

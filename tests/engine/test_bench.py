@@ -1,0 +1,115 @@
+"""The benchmark harness in quick mode, so it cannot rot: real runs, tiny sizes, every output written."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cyclestream.cli import main
+from cyclestream.engine.bench import parse_bench_size
+from cyclestream.engine.models import GeneratorSpec, build_generator
+from cyclestream.engine.roofline import count_macs
+
+
+def test_bench_model_quick_writes_table_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(
+            [
+                "-q",
+                "bench",
+                "model",
+                "--quick",
+                "--backends",
+                "eager",
+                "--precision",
+                "fp32,bf16",
+                "--json",
+                str(tmp_path / "r.json"),
+                "--plot",
+                str(tmp_path / "r.png"),
+                "--markdown",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "images/s" in out and "| eager | bf16 |" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    rows = report["rows"]
+    baseline = rows[0]
+    assert (baseline["backend"], baseline["precision"], baseline["batch"], baseline["speedup"]) == (
+        "eager",
+        "fp32",
+        1,
+        1.0,
+    )
+    bf16 = next(r for r in rows if r["precision"] == "bf16")
+    assert bf16["images_per_s"] > 0 and 0 < bf16["rel_l2"] < 0.1 and bf16["speedup"] > 0
+    assert report["peaks"]["fp32_gflops"] > 0 and report["machine"]["cores"] >= 1
+    with Image.open(tmp_path / "r.png") as im:
+        assert im.width > 400
+
+
+def test_unknown_backend_is_reported_as_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(
+            [
+                "-q",
+                "bench",
+                "model",
+                "--quick",
+                "--backends",
+                "nosuchbackend",
+                "--precision",
+                "fp32",
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert rows[-1]["skipped"] and "unknown backend" in rows[-1]["skipped"]
+
+
+def test_bench_pipeline_measures_each_stage_and_the_whole(
+    make_clip: Callable[..., Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    src = make_clip("clip.mp4", width=64, height=48, frames=20, audio=True)
+    assert (
+        main(
+            [
+                "-q",
+                "bench",
+                "pipeline",
+                "--input",
+                str(src),
+                "--model",
+                str(tiny_model),
+                "--json",
+                str(tmp_path / "p.json"),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((tmp_path / "p.json").read_text())
+    assert report["frames"] == 20
+    assert set(report["stage_fps"]) == {"decode", "model", "encode"}
+    assert all(v > 0 for v in report["stage_fps"].values()) and report["pipeline_fps"] > 0
+    assert report["efficiency"] > 0
+
+
+def test_macs_of_the_official_generator() -> None:
+    # resnet_9blocks at 256x256: 9 blocks x 2 convs of 256x256x3x3 at 64x64 dominate (≈ 87% of the MACs).
+    macs = count_macs(build_generator(GeneratorSpec()), 256, 256, 4)
+    block_macs = 18 * 64 * 64 * 256 * 256 * 9
+    assert 0.85 < block_macs / macs < 0.9
+
+
+@pytest.mark.parametrize(("text", "size"), [("256", (256, 256)), ("720p", (1280, 720)), ("640x360", (640, 360))])
+def test_size_names(text: str, size: tuple[int, int]) -> None:
+    assert parse_bench_size(text) == size
