@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from cyclestream.engine.atomic import atomic_output
-from cyclestream.engine.errors import CheckpointError
-from cyclestream.engine.models import GeneratorSpec, build_generator
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
+
+from cyclestream.engine.atomic import atomic_output
+from cyclestream.engine.errors import CheckpointError
+from cyclestream.engine.models import GeneratorSpec, build_generator
 
 FORMAT_VERSION = 1
 METADATA_KEY = "cyclestream"

@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
+
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.errors import MediaError
-from PIL import Image, UnidentifiedImageError
 
 
 def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:

@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 import torch
+
 from cyclestream.engine.backends.base import Backend
 from cyclestream.engine.media.frame import TranslatedFrame, VideoFrame
 from cyclestream.engine.stats import PipelineStats

@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
+
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.media.frame import TranslatedFrame
-from PIL import Image, ImageDraw
 
 
 def preview_indices(expected_frames: int, count: int = 3) -> set[int]:

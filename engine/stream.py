@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.checkpoint import load_model
 from cyclestream.engine.errors import CycleStreamError

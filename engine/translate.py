@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
+
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.backends import Backend, FrameShape, Precision, create_backend
 from cyclestream.engine.checkpoint import LoadedModel, load_model
@@ -27,7 +29,6 @@ from cyclestream.engine.media.sources import VideoFileSource
 from cyclestream.engine.pipeline import FILE_POLICY, Pipeline
 from cyclestream.engine.preview import PreviewCollector, preview_indices, save_preview
 from cyclestream.engine.stats import PipelineStats
-from tqdm import tqdm
 
 log = logging.getLogger("cyclestream")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from cyclestream.engine.checkpoint import save_model
 from cyclestream.engine.media.synthetic import write_clip
 from cyclestream.engine.models import GeneratorSpec, build_generator

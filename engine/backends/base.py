@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
+
 from cyclestream.engine.checkpoint import LoadedModel
 
 Precision = Literal["fp32", "bf16", "fp16"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+
 from cyclestream.engine.backends.base import Backend, FrameShape, Precision
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import BackendError

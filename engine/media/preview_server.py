@@ -14,9 +14,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
+from PIL import Image
+
 from cyclestream.engine.errors import CycleStreamError
 from cyclestream.engine.media.frame import TranslatedFrame
-from PIL import Image
 
 log = logging.getLogger("cyclestream")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+
 from cyclestream.engine.errors import MediaError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})

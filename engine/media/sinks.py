@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+
 from cyclestream.engine.errors import MediaError
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.probe import VideoInfo

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import av
+
 from cyclestream.engine.errors import MediaError
 from cyclestream.engine.media.frame import VideoFrame
 from cyclestream.engine.media.probe import VideoInfo, describe, open_input

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 from cyclestream.engine.models.resnet import ResnetGenerator
 from cyclestream.engine.models.spec import GeneratorSpec
 from cyclestream.engine.models.unet import UnetGenerator
-from torch import nn
 
 Generator = ResnetGenerator | UnetGenerator
 

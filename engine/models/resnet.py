@@ -9,9 +9,10 @@ zero padding drops the pad layers (``padding=1`` in the conv instead).
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from cyclestream.engine.models.norm import norm_layer
 from cyclestream.engine.models.spec import GeneratorSpec
-from torch import nn
 
 
 def _pad(padding_type: str) -> tuple[list[nn.Module], int]:

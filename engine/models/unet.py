@@ -8,9 +8,10 @@ relu, upconv, norm, (dropout)]``, the innermost ``[lrelu, downconv, relu, upconv
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from cyclestream.engine.models.norm import norm_layer
 from cyclestream.engine.models.spec import GeneratorSpec
-from torch import nn
 
 
 class UnetSkipConnectionBlock(nn.Module):

@@ -15,10 +15,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from cyclestream.engine.errors import MediaError
-from cyclestream.engine.translate import TranslateOptions, translate
 
 from cyclestream.cli import main
+from cyclestream.engine.errors import MediaError
+from cyclestream.engine.translate import TranslateOptions, translate
 from tests.engine.media_checks import video_times
 
 QUIET = TranslateOptions(progress=False)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from cyclestream.cli import main
 from cyclestream.engine.checkpoint import load_model, read_metadata, save_model
 from cyclestream.engine.errors import CheckpointError
 from cyclestream.engine.models import GeneratorSpec, build_generator
-
-from cyclestream.cli import main
 
 
 def test_own_format_round_trip_keeps_weights_and_metadata(tmp_path: Path) -> None:

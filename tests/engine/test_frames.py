@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from cyclestream.engine.frames import Padding, from_model_output, to_model_input
 
 

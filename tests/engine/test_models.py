@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from cyclestream.engine.checkpoint import load_model
 from cyclestream.engine.models import GeneratorSpec, build_generator
-
 from tests.engine import official_networks as official
 
 RESNETS = [

@@ -14,11 +14,11 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
+from PIL import Image
+
 from cyclestream.engine.errors import CycleStreamError
 from cyclestream.engine.media.preview_server import PreviewServer
 from cyclestream.engine.stream import StreamOptions, StreamReport, run_stream
-from PIL import Image
-
 from tests.engine.media_checks import video_times
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
+from cyclestream.cli import main
 from cyclestream.engine.checkpoint import load_model
 from cyclestream.engine.errors import MediaError
 from cyclestream.engine.images import load_rgb
 from cyclestream.engine.translate import RunOptions, TranslateOptions, prepare_backend, translate
-from PIL import Image
-
-from cyclestream.cli import main
 
 QUIET = TranslateOptions(progress=False)
 

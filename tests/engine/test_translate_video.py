@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from cyclestream.engine.checkpoint import load_model
 from cyclestream.engine.media.sinks import EncodeOptions
 from cyclestream.engine.translate import RunOptions, TranslateOptions, prepare_backend, translate
-
 from tests.engine.media_checks import audio_packets, decoded_frames, stream_summary, video_times
 
 QUIET = TranslateOptions(progress=False)
