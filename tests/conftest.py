@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,11 @@ import torch
 from cyclestream.engine.checkpoint import save_model
 from cyclestream.engine.media.synthetic import write_clip
 from cyclestream.engine.models import GeneratorSpec, build_generator
+
+if not torch.cuda.is_available():
+    # Triton kernels are tested on CPU tensors through Triton's interpreter, which must be switched on
+    # before anything (torch.compile included) imports triton; the root conftest loads first.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 TINY = GeneratorSpec(ngf=4, n_blocks=1)
 

@@ -1,0 +1,31 @@
+"""Fused instance-norm kernels (Triton, with PyTorch references) and ``fuse_kernels`` for generators.
+
+Importing this package registers the ``cyclestream::instance_norm_*`` custom ops and imports no
+Triton; the Triton kernels are loaded on the first call that runs them.
+"""
+
+from cyclestream.kernels.fuse import FusedInstanceNorm, FusedResnetBlock, fuse_kernels
+from cyclestream.kernels.instance_norm import (
+    instance_norm_act,
+    instance_norm_act_reference,
+    instance_norm_apply,
+    instance_norm_apply_reference,
+    instance_norm_residual,
+    instance_norm_residual_reference,
+    instance_norm_stats,
+    instance_norm_stats_reference,
+)
+
+__all__ = [
+    "FusedInstanceNorm",
+    "FusedResnetBlock",
+    "fuse_kernels",
+    "instance_norm_act",
+    "instance_norm_act_reference",
+    "instance_norm_apply",
+    "instance_norm_apply_reference",
+    "instance_norm_residual",
+    "instance_norm_residual_reference",
+    "instance_norm_stats",
+    "instance_norm_stats_reference",
+]

@@ -1,0 +1,114 @@
+"""``fuse_kernels``: swap a loaded generator's instance norms for the fused custom ops, in place.
+
+What is replaced, and how the state-dict keys stay the same (no swapped slot holds parameters):
+
+- ``InstanceNorm2d`` followed by ``ReLU`` in a Sequential (stem, down-sampling, first half of every
+  ResnetBlock, up-sampling) → ``FusedInstanceNorm(act="relu")`` in the norm's slot and ``nn.Identity``
+  in the ReLU's slot, so the indices of later layers do not shift.
+- each ``ResnetBlock`` → ``FusedResnetBlock`` holding the block's own ``conv_block`` (keys
+  ``model.N.conv_block.K.*`` unchanged) with its final norm slot set to ``nn.Identity``; its forward
+  is ``instance_norm_residual(conv_block(x), x)`` — norm and skip add in one pass.
+- any other ``InstanceNorm2d`` → ``FusedInstanceNorm(act=None)``.  That is every norm of a
+  UnetGenerator: there a norm is followed by a submodule or by ``torch.cat``, never directly by its
+  activation (the (Leaky)ReLUs sit at the start of the next level, across the concatenation), and
+  there is no residual add, so the U-Net gains only the norm kernel itself (fp32 statistics without
+  an fp32 copy of a half-precision activation).
+
+Only ``affine=False`` norms without running statistics are swapped (what ``--norm instance`` builds);
+BatchNorm generators are returned unchanged.  The fused modules compute statistics in fp32 for
+fp16/bf16 inputs, autocast or not, as engine/models/norm.py does.  Fusion is for inference: the
+custom ops have no backward.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cyclestream.engine.errors import CycleStreamError
+from cyclestream.engine.models.resnet import ResnetBlock
+from cyclestream.kernels import _dispatch
+from cyclestream.kernels.instance_norm import instance_norm_act, instance_norm_residual
+
+
+class FusedInstanceNorm(nn.Module):
+    """``act(InstanceNorm2d(x))`` through ``cyclestream::instance_norm_act``; no parameters."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, act: str | None = None, impl: str = "auto") -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.act = act
+        self.impl = impl
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return instance_norm_act(x, self.act, self.eps, self.impl)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, act={self.act}, impl={self.impl}"
+
+
+class FusedResnetBlock(nn.Module):
+    """A ResnetBlock whose last norm and skip add run as ``cyclestream::instance_norm_residual``.
+
+    ``conv_block`` is the original block's Sequential, its final norm slot replaced by nn.Identity, so
+    ``conv_block(x)`` is the pre-norm activation of the second convolution.
+    """
+
+    def __init__(self, conv_block: nn.Sequential, eps: float = 1e-5, impl: str = "auto") -> None:
+        super().__init__()
+        self.conv_block = conv_block
+        self.eps = eps
+        self.impl = impl
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return instance_norm_residual(self.conv_block(x), x, self.eps, self.impl)
+
+    def extra_repr(self) -> str:
+        return f"eps={self.eps}, impl={self.impl}"
+
+
+def _fusable_norm(module: nn.Module) -> bool:
+    return isinstance(module, nn.InstanceNorm2d) and not module.affine and not module.track_running_stats
+
+
+def _fuse_block(block: ResnetBlock, impl: str) -> FusedResnetBlock | None:
+    tail = block.conv_block[-1]
+    if not _fusable_norm(tail):
+        return None
+    block.conv_block[-1] = nn.Identity()
+    return FusedResnetBlock(block.conv_block, tail.eps, impl)
+
+
+def _fuse_sequential(seq: nn.Sequential, impl: str) -> None:
+    for i, module in enumerate(seq):
+        if not _fusable_norm(module):
+            continue
+        relu_next = i + 1 < len(seq) and type(seq[i + 1]) is nn.ReLU
+        seq[i] = FusedInstanceNorm(module.num_features, module.eps, "relu" if relu_next else None, impl)
+        if relu_next:
+            seq[i + 1] = nn.Identity()
+
+
+def fuse_kernels(generator: nn.Module, mode: _dispatch.Impl = "auto") -> nn.Module:
+    """Swap ``generator``'s IN+ReLU pairs, residual tails and remaining INs for fused ops, in place.
+
+    ``mode`` is the ops' ``impl``: ``"auto"`` (Triton on CUDA, PyTorch elsewhere), ``"triton"`` or
+    ``"reference"``.  Returns ``generator``; calling it again only changes the mode of fused modules.
+    """
+    _dispatch.check_impl(mode)
+    if mode == "triton" and not _dispatch.triton_installed():
+        raise CycleStreamError("fuse_kernels(mode='triton') needs Triton: pip install triton")
+    for module in list(generator.modules()):
+        if isinstance(module, nn.Sequential):
+            for i, child in enumerate(module):
+                if isinstance(child, ResnetBlock):
+                    fused = _fuse_block(child, mode)
+                    if fused is not None:
+                        module[i] = fused
+    for module in list(generator.modules()):
+        if isinstance(module, nn.Sequential):
+            _fuse_sequential(module, mode)
+        elif isinstance(module, (FusedInstanceNorm, FusedResnetBlock)):
+            module.impl = mode
+    return generator
