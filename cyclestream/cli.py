@@ -45,7 +45,12 @@ def _positive(text: str) -> int:
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """How to run the model (translate, demo, stream, bench)."""
     g = p.add_argument_group("model execution")
-    g.add_argument("--backend", default="auto", help="auto (default) or a backend name, e.g. eager")
+    g.add_argument(
+        "--backend",
+        default="auto",
+        help="auto (default: TensorRT on a GPU, else the fastest CPU backend installed), eager, compile "
+        "(torch.compile), onnxruntime, openvino or tensorrt",
+    )
     g.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     g.add_argument("--batch-size", type=_positive, default=1, help="frames per model call (default 1)")
@@ -288,6 +293,33 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_compile(sub: Any) -> None:
+    p = sub.add_parser("compile", help="export a model for a backend (ONNX, OpenVINO IR, TensorRT engine) and check it")
+    p.add_argument("model", type=Path, help="generator: an official *_net_G.pth or a cyclestream .safetensors")
+    p.add_argument("--target", required=True, choices=["onnx", "openvino", "tensorrt"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
+                   help="onnx: fp32/fp16; openvino: fp32/fp16 (weights)/bf16 (run time); tensorrt: fp32/fp16")
+    p.add_argument("--shape", default="1x3x256x256",
+                   help="NxCxHxW[:MAX] or MIN:OPT:MAX — the TensorRT profile (batches 1..N; sides up to MAX) "
+                   "and the size the result is checked at (default 1x3x256x256)")
+    p.add_argument("--out", type=Path, help="output file (default: MODEL.onnx / MODEL.xml / MODEL.engine here)")
+    p.add_argument("--device", default="cuda", help="GPU for --target tensorrt (default cuda)")
+    p.add_argument("--exporter", default="auto", choices=["auto", "dynamo", "torchscript"],
+                   help="ONNX exporter (default auto: dynamo, then TorchScript if it fails)")
+    p.set_defaults(func=_cmd_compile)
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from cyclestream.engine.compile import CompileOptions, compile_model
+
+    options = CompileOptions(args.target, args.precision, args.shape, args.out, args.device, args.exporter)
+    report = compile_model(args.model, options)
+    print(f"wrote {report.path} ({report.target}, {report.seconds:.1f} s)")
+    for line in report.details:
+        print(f"  {line}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- data and evaluation
 
 EMOJI_STYLES = ("twemoji", "noto", "openmoji")
@@ -364,6 +396,37 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- training
+
+
+def _add_train(sub: Any) -> None:
+    from cyclestream.trainer.options import add_train_arguments  # torch-free: --help stays fast
+
+    p = sub.add_parser("train", help="train CycleGAN (unpaired A/B folders), pix2pix or DCGAN; --resume continues",
+                       description="Train a model; the run folder (--out) gets G_A/G_B.safetensors (what translate "
+                                   "--model loads), state.pt (for --resume), samples/, log.jsonl and losses.png. "
+                                   "Several processes: --nproc N, or torchrun --standalone --nproc_per_node=N "
+                                   "-m cyclestream.trainer ...")
+    add_train_arguments(p)
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from cyclestream.trainer.loop import train
+    from cyclestream.trainer.options import options_from_args
+
+    try:
+        result = train(options_from_args(args, progress=not args.quiet))
+    except KeyboardInterrupt:
+        print(f"cyclestream: interrupted; continue from the last checkpoint with --resume --out {args.out}",
+              file=sys.stderr)
+        return 130
+    state = "finished" if result.finished else f"stopped (continue with --resume --out {result.run_dir})"
+    print(f"{state} at epoch {result.position.epoch}, iteration {result.position.iteration}: "
+          f"{', '.join(str(f) for f in result.files) or result.run_dir}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- entry point
 
 COMMANDS: list[Callable[[Any], None]] = [
@@ -372,8 +435,10 @@ COMMANDS: list[Callable[[Any], None]] = [
     _add_stream,
     _add_bench,
     _add_info,
+    _add_compile,
     _add_data,
     _add_evaluate,
+    _add_train,
 ]
 
 

@@ -1,0 +1,352 @@
+"""The training loop: epochs, checkpoints, resume, logging, and DDP (torchrun or spawned processes).
+
+``train(options)`` is the one entry point.  With ``nproc > 1`` it spawns that many processes (or,
+under torchrun, joins the process group torchrun describes); each runs :func:`run`: build the task,
+restore ``state.pt`` when resuming, then iterate.  Only rank 0 writes files.  Checkpoints happen at
+every epoch end, every ``save_every_iters`` iterations and at ``max_iters``; each one writes the model
+files and then ``state.pt``, every file atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from cyclestream.engine.atomic import atomic_output
+from cyclestream.engine.images import save_rgb
+from cyclestream.trainer.data import ResumableSampler
+from cyclestream.trainer.options import TrainingError, TrainOptions, changed_fields
+from cyclestream.trainer.plot import write_loss_curves
+from cyclestream.trainer.state import (
+    STATE_FILE,
+    Position,
+    capture_rng,
+    load_state,
+    parameter_digest,
+    restore_rng,
+    save_state,
+)
+from cyclestream.trainer.task import Runtime, Task
+
+log = logging.getLogger("cyclestream.trainer")
+
+LOG_FILE = "log.jsonl"
+LOSS_PLOT = "losses.png"
+OPTIONS_FILE = "options.json"
+
+
+@dataclass
+class TrainResult:
+    """Where a run stands when ``train`` returns."""
+
+    run_dir: Path
+    position: Position
+    finished: bool
+    files: list[Path] = field(default_factory=list)
+
+
+def build_task(options: TrainOptions, runtime: Runtime) -> Task:
+    """The model system named by ``options.model.model`` (imported on demand)."""
+    kind = options.model.model
+    if kind == "cyclegan":
+        from cyclestream.trainer.cyclegan import CycleGANTask
+
+        return CycleGANTask(options, runtime)
+    if kind == "pix2pix":
+        from cyclestream.trainer.pix2pix import Pix2PixTask
+
+        return Pix2PixTask(options, runtime)
+    from cyclestream.trainer.dcgan import DCGANTask
+
+    return DCGANTask(options, runtime)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def setup_distributed(device: str) -> tuple[Runtime, bool]:
+    """This process's Runtime from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK), joining
+    the process group (gloo on CPU, nccl on CUDA); returns whether it created the group."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"--device {device}: torch sees no CUDA device here; use --device cpu")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        dev = torch.device(device)
+        if dev.type == "cuda":
+            dev = torch.device("cuda", torch.cuda.current_device() if dev.index is None else dev.index)
+            torch.cuda.set_device(dev)
+        return Runtime(dev), False
+    rank = int(os.environ["RANK"])
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    if device.startswith("cuda"):
+        dev, backend = torch.device("cuda", local), "nccl"
+        torch.cuda.set_device(dev)
+    else:
+        dev, backend = torch.device("cpu"), "gloo"
+    created = not dist.is_initialized()
+    if created:
+        dist.init_process_group(backend, rank=rank, world_size=world)
+    return Runtime(dev, rank, world, local), created
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _spawned_worker(local_rank: int, options: TrainOptions, nproc: int, port: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(local_rank),
+                      LOCAL_RANK=str(local_rank), WORLD_SIZE=str(nproc))
+    if options.run.threads is None:  # share the cores instead of each process taking all of them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))
+    if local_rank == 0 and options.run.progress:  # a spawned interpreter has no logging set up
+        logging.basicConfig(level=logging.INFO, format="cyclestream: %(message)s")
+    run(options)
+
+
+def _failure_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    last = lines[-1] if lines else "unknown error"
+    head, sep, message = last.partition(": ")
+    return message if sep and "Error" in head else last
+
+
+def spawn(options: TrainOptions) -> TrainResult:
+    """Run ``options.run.nproc`` DDP processes on this machine and wait for them."""
+    import torch.multiprocessing as mp
+
+    nproc = options.run.nproc
+    try:
+        mp.spawn(_spawned_worker, args=(options, nproc, _free_port()), nprocs=nproc, join=True)
+    except mp.ProcessRaisedException as e:
+        raise TrainingError(f"a training process failed: {_failure_line(str(e))}") from None
+    except mp.ProcessExitedException as e:
+        raise TrainingError(f"a training process died ({e})") from None
+    state = load_state(options.run.out / STATE_FILE)
+    position = Position.from_dict(state["position"])
+    files = sorted(options.run.out.glob("*.safetensors"))
+    return TrainResult(options.run.out, position, position.epoch >= options.total_epochs, files)
+
+
+def train(options: TrainOptions, on_iteration: Callable[[int], None] | None = None) -> TrainResult:
+    """Train as ``options`` say: in this process, under torchrun, or in ``nproc`` spawned processes.
+
+    ``on_iteration(n)`` is called after iteration ``n`` (and its checkpoint, if any) in this process."""
+    options = options.resolved()
+    if options.run.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        if on_iteration is not None:
+            raise TrainingError("on_iteration callbacks cannot cross into spawned processes")
+        return spawn(options)
+    return run(options, on_iteration)
+
+
+# ----------------------------------------------------------------------------- one process
+
+
+class RunLog:
+    """``log.jsonl``: one JSON line per iteration (rank 0's losses).  Opening it for a resumed run
+    drops the lines past the checkpoint, whose iterations are about to be trained again."""
+
+    def __init__(self, path: Path, keep_through: int) -> None:
+        self.path = path
+        if path.exists():
+            kept = []
+            for line in path.read_text().splitlines():
+                with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
+                    if int(json.loads(line)["iteration"]) <= keep_through:
+                        kept.append(line + "\n")
+            with atomic_output(path) as tmp:
+                tmp.write_text("".join(kept))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file: TextIO = open(path, "a")
+
+    def write(self, entry: dict[str, Any]) -> None:
+        self.file.write(json.dumps(entry) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class Checkpointer:
+    """Writes the model files and ``state.pt`` (rank 0), gathering every rank's RNG and pools."""
+
+    def __init__(self, task: Task, options: TrainOptions, runtime: Runtime) -> None:
+        self.task, self.options, self.runtime = task, options, runtime
+        self.run_dir = options.run.out
+        self.files: list[Path] = []
+
+    def save(self, position: Position) -> None:
+        batch_size = int(self.options.optim.batch_size or 1)
+        sampler = {"seed": self.options.run.seed, "epoch": position.epoch, "rank": self.runtime.rank,
+                   "num_replicas": self.runtime.world_size, "samples_done": position.epoch_iter * batch_size}
+        rank_state = {"rng": capture_rng(), "sampler": sampler, **self.task.rank_state()}
+        if self.runtime.distributed:
+            digest = parameter_digest(self.task.nets)
+            gathered: list[Any] | None = [None] * self.runtime.world_size if self.runtime.is_main else None
+            dist.gather_object((rank_state, digest), gathered, dst=0)
+            ranks = [g[0] for g in gathered] if gathered else []
+            digests = [g[1] for g in gathered] if gathered else []
+        else:
+            ranks, digests = [rank_state], []
+        if not self.runtime.is_main:
+            return
+        if len(set(digests)) > 1:
+            raise TrainingError(f"DDP ranks hold different weights at iteration {position.iteration}; "
+                                "this is a bug, please report it")
+        info = {"model": self.task.name, "epoch": position.epoch, "epoch_iter": position.epoch_iter,
+                "iterations": position.iteration, "training": self.options.to_dict()}
+        self.files = self.task.export(self.run_dir, info)
+        save_state(self.run_dir / STATE_FILE, {
+            "options": self.options.to_dict(),
+            "world_size": self.runtime.world_size,
+            "position": position.to_dict(),
+            "task": self.task.state_dict(),
+            "ranks": ranks,
+            "rank_digests": digests,
+        })
+
+
+def _restore(task: Task, options: TrainOptions, runtime: Runtime) -> tuple[Position, dict[str, Any] | None]:
+    """Load ``state.pt`` into the task (when resuming); returns the position and this rank's state."""
+    path = options.run.out / STATE_FILE
+    if not options.run.resume:
+        if path.exists():
+            raise TrainingError(f"{options.run.out} already holds a training run; pass --resume to continue it "
+                                "or choose another --out")
+        return Position(), None
+    if not path.exists():
+        raise TrainingError(f"nothing to resume: {path} does not exist (drop --resume to start a new run)")
+    state = load_state(path)
+    changed = changed_fields(state["options"], options.to_dict())
+    if changed:
+        raise TrainingError(f"--resume with options that differ from the run's: {', '.join(changed)} "
+                            f"(see {options.run.out / OPTIONS_FILE})")
+    position = Position.from_dict(state["position"])
+    if int(state["world_size"]) != runtime.world_size and position.epoch_iter:
+        raise TrainingError(f"the run stopped mid-epoch with {state['world_size']} processes; resume it with "
+                            f"the same number (got {runtime.world_size})")
+    task.load_state_dict(state["task"])
+    ranks = state["ranks"]
+    return position, (ranks[runtime.rank] if runtime.rank < len(ranks) else None)
+
+
+def _write_options(options: TrainOptions) -> None:
+    with atomic_output(options.run.out / OPTIONS_FILE) as tmp:
+        tmp.write_text(json.dumps(options.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def _epoch_outputs(task: Task, options: TrainOptions, epoch: int) -> None:
+    """The epoch's sample grid and the refreshed loss curves (rank 0)."""
+    run_dir = options.run.out
+    if options.run.samples:
+        count = min(options.run.samples, len(task.dataset))  # type: ignore[arg-type]
+        save_rgb(task.sample_grid(count), run_dir / "samples" / f"epoch_{epoch:03d}.png")
+    write_loss_curves(run_dir / LOG_FILE, task.losses, run_dir / LOSS_PLOT)  # type: ignore[attr-defined]
+
+
+def run(options: TrainOptions, on_iteration: Callable[[int], None] | None = None) -> TrainResult:
+    """Train in this process (one rank of a DDP group when WORLD_SIZE > 1)."""
+    options = options.resolved()
+    runtime, created_group = setup_distributed(options.run.device)
+    runlog: RunLog | None = None
+    try:
+        if options.run.threads:
+            torch.set_num_threads(options.run.threads)
+        seed_everything(options.run.seed)  # the same initial weights on every rank
+        task = build_task(options, runtime)
+        position, rank_state = _restore(task, options, runtime)
+        task.wrap()
+        # Each rank its own stream (dropout, noise), then exactly the stream of the checkpoint if resuming.
+        seed_everything(options.run.seed + 1_000_003 * (runtime.rank + 1))
+        if rank_state is not None:
+            restore_rng(rank_state["rng"])
+            task.load_rank_state(rank_state)
+        if runtime.is_main:
+            options.run.out.mkdir(parents=True, exist_ok=True)
+            _write_options(options)
+            runlog = RunLog(options.run.out / LOG_FILE, position.iteration)
+            if options.run.resume:
+                log.info("resuming %s at epoch %d, batch %d (iteration %d)", options.run.out,
+                         position.epoch + 1, position.epoch_iter, position.iteration)
+        checkpointer = Checkpointer(task, options, runtime)
+        finished = _iterate(task, options, runtime, position, checkpointer, runlog, on_iteration)
+        files = checkpointer.files or sorted(options.run.out.glob("*.safetensors"))
+        return TrainResult(options.run.out, position, finished, files)
+    finally:
+        if runlog is not None:
+            runlog.close()
+        if created_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _iterate(task: Task, options: TrainOptions, runtime: Runtime, position: Position, checkpointer: Checkpointer,
+             runlog: RunLog | None, on_iteration: Callable[[int], None] | None) -> bool:
+    """The epochs; advances ``position`` in place.  True when every epoch is done."""
+    run, batch_size = options.run, int(options.optim.batch_size or 1)
+    total = options.total_epochs
+    sampler = ResumableSampler(task.dataset, runtime.world_size, runtime.rank, run.seed)
+    show = runtime.is_main and run.progress
+    while position.epoch < total:
+        epoch = position.epoch
+        sampler.set_epoch(epoch)
+        sampler.set_start(position.epoch_iter * batch_size)
+        per_epoch = math.ceil(sampler.num_samples / batch_size)
+        loader = DataLoader(task.dataset, batch_size=batch_size, sampler=sampler, num_workers=options.data.workers,
+                            generator=torch.Generator().manual_seed(run.seed + epoch),
+                            pin_memory=task.device.type == "cuda")
+        bar = tqdm(total=per_epoch, initial=position.epoch_iter, desc=f"epoch {epoch + 1}/{total}", unit="it",
+                   disable=not show, dynamic_ncols=True, leave=False)
+        try:
+            for batch in loader:
+                started = time.perf_counter()
+                losses = task.step(batch)
+                seconds = time.perf_counter() - started
+                position.epoch_iter += 1
+                position.iteration += 1
+                if runlog is not None:
+                    runlog.write({"iteration": position.iteration, "epoch": epoch + 1,
+                                  "epoch_iter": position.epoch_iter, "lr": task.lr, **losses, "seconds": seconds})
+                bar.update(1)
+                if show:
+                    bar.set_postfix_str(" ".join(f"{k}={v:.3f}" for k, v in losses.items()), refresh=False)
+                last = run.max_iters and position.iteration >= run.max_iters
+                if last or (run.save_every_iters and position.iteration % run.save_every_iters == 0
+                            and position.epoch_iter < per_epoch):
+                    checkpointer.save(position)
+                if on_iteration is not None:
+                    on_iteration(position.iteration)
+                if last:
+                    return False
+        finally:
+            bar.close()
+        task.end_epoch()
+        position.epoch, position.epoch_iter = epoch + 1, 0
+        checkpointer.save(position)
+        if runtime.is_main:
+            _epoch_outputs(task, options, epoch + 1)
+            log.info("epoch %d/%d done (iteration %d, lr %.2e)", epoch + 1, total, position.iteration, task.lr)
+    return True
