@@ -1,0 +1,236 @@
+"""ONNX export of a generator: dynamic batch, height and width; one InstanceNormalization per norm.
+
+The dynamo exporter (``torch.onnx.export(..., dynamo=True)``, torch.export + onnxscript) is used
+first: with torch 2.13 it gives a clean graph of Pad/Conv/InstanceNormalization/Relu/ConvTranspose/
+Add/Tanh with symbolic ``batch``, ``H`` and ``W``.  If it fails, the TorchScript exporter is tried
+(same ops plus shape plumbing for the reflection pads) and the report says which one wrote the file.
+
+Precision: ``fp32``, or ``fp16`` for GPU consumers (TensorRT): the model is cast to half, and since
+the generator's InstanceNorm computes in fp32 under half inputs, the graph carries
+``Cast(fp32) → InstanceNormalization → Cast(fp16)`` around every norm — statistics in fp32 spelled
+out in the graph, which a strongly typed TensorRT network keeps as written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cyclestream.engine.atomic import atomic_output
+from cyclestream.engine.backends.cache import ShapeProfile, default_cache_dir, model_digest, onnx_cache_path
+from cyclestream.engine.checkpoint import LoadedModel
+from cyclestream.engine.errors import BackendError
+from cyclestream.engine.models import GeneratorSpec
+
+log = logging.getLogger("cyclestream")
+
+OPSET = 18
+INPUT_NAME, OUTPUT_NAME = "input", "output"
+EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+MAX_SIDE = 16384
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """What an export wrote and how."""
+
+    path: Path
+    exporter: str  # "dynamo" or "torchscript"
+    precision: str
+    seconds: float
+    op_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def instance_norms(self) -> int:
+        return self.op_counts.get("InstanceNormalization", 0)
+
+
+def count_instance_norms(generator: nn.Module) -> int:
+    return sum(isinstance(m, nn.InstanceNorm2d) for m in generator.modules())
+
+
+def onnx_op_counts(path: Path) -> dict[str, int]:
+    """How many nodes of each op type the graph at ``path`` has."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return dict(Counter(node.op_type for node in graph.node))
+
+
+def example_input(spec: GeneratorSpec, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A small batch-2 input of a valid size (batch 2 so that export keeps the batch symbolic)."""
+    side = max(64, 2 * spec.size_multiple)
+    return torch.zeros(2, spec.input_nc, side, side, dtype=dtype)
+
+
+def _dynamic_shapes(spec: GeneratorSpec) -> tuple[dict[int, object], ...]:
+    """Batch free; height and width any multiple of the generator's size multiple.
+
+    A ResNet needs at least 2 × 4 pixels (its trunk runs at a quarter of the size and reflect-pads
+    by 1); a U-Net's innermost level is 1 × 1.
+    """
+    dim = torch.export.Dim
+    m = spec.size_multiple
+    low = 2 if spec.kind == "resnet" else 1
+    h = dim("h", min=low, max=MAX_SIDE // m)
+    w = dim("w", min=low, max=MAX_SIDE // m)
+    return ({0: dim("batch", min=1, max=4096), 2: m * h, 3: m * w},)
+
+
+def profile_dynamic_shapes(profile: ShapeProfile, multiple: int) -> tuple[dict[int, object], ...]:
+    """torch.export dynamic dims for a (padded) shape profile; an axis with min == max stays static."""
+    dim = torch.export.Dim
+    dims: dict[int, object] = {}
+    if profile.min[0] != profile.max[0]:
+        dims[0] = dim("batch", min=profile.min[0], max=profile.max[0])
+    for axis, name in ((2, "h"), (3, "w")):
+        lo, hi = profile.min[axis], profile.max[axis]
+        if lo != hi:
+            dims[axis] = multiple * dim(name, min=-(-lo // multiple), max=hi // multiple)
+    return (dims,)
+
+
+def export_program(
+    generator: nn.Module, profile: ShapeProfile, multiple: int, dtype: torch.dtype, device: torch.device
+) -> torch.export.ExportedProgram:
+    """``torch.export`` of a generator over a padded shape profile (what torch-tensorrt compiles).
+
+    Custom ops (the fused instance-norm kernels) stay single nodes, shaped by their fake kernels.
+    """
+    batch = profile.opt[0] if profile.opt[0] > 1 or profile.max[0] == 1 else 2
+    x = torch.zeros((batch, *profile.opt[1:]), dtype=dtype, device=device)
+    with torch.no_grad():
+        return torch.export.export(generator, (x,), dynamic_shapes=profile_dynamic_shapes(profile, multiple))
+
+
+_CHATTY_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The exporter logs a warning per missing torchvision op and a line per graph rewrite; hide them."""
+    loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deprecation chatter from torch.export internals
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _export_dynamo(generator: nn.Module, x: torch.Tensor, spec: GeneratorSpec, path: Path, opset: int) -> None:
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            generator,
+            (x,),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=_dynamic_shapes(spec),
+            opset_version=opset,
+            verbose=False,
+        )
+    if program is None:
+        raise BackendError("the dynamo ONNX exporter returned no program")
+    program.save(str(path))
+
+
+def _export_torchscript(generator: nn.Module, x: torch.Tensor, path: Path, opset: int) -> None:
+    axes = {0: "batch", 2: "height", 3: "width"}
+    with _quiet_exporter():
+        torch.onnx.export(
+            generator,
+            (x,),
+            str(path),
+            dynamo=False,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
+            opset_version=min(opset, 17),
+        )
+
+
+def export_onnx(
+    model: LoadedModel,
+    path: str | Path,
+    precision: str = "fp32",
+    opset: int = OPSET,
+    exporter: str = "auto",
+) -> OnnxExport:
+    """Write ``model``'s generator as an ONNX graph at ``path`` (atomically) and say how it went.
+
+    ``exporter`` is "auto" (dynamo, then TorchScript if dynamo fails), "dynamo" or "torchscript".
+    """
+    if precision not in EXPORT_DTYPES:
+        raise BackendError(f"ONNX export supports precision fp32 or fp16, not {precision}")
+    if exporter not in ("auto", "dynamo", "torchscript"):
+        raise BackendError(f"unknown ONNX exporter {exporter!r} (auto, dynamo or torchscript)")
+    dtype = EXPORT_DTYPES[precision]
+    generator = copy.deepcopy(model.generator).eval().to(dtype)  # never touch the caller's model
+    x = example_input(model.spec, dtype)
+    path = Path(path)
+    t0 = time.perf_counter()
+    used = "dynamo"
+    with atomic_output(path) as tmp, torch.no_grad():
+        try:
+            if exporter == "torchscript":
+                raise _Skip
+            _export_dynamo(generator, x, model.spec, tmp, opset)
+        except Exception as e:
+            if exporter == "dynamo":
+                raise BackendError(f"ONNX export (dynamo exporter) failed: {_first_line(e)}") from e
+            if not isinstance(e, _Skip):
+                log.warning("dynamo ONNX exporter failed (%s); trying the TorchScript exporter", _first_line(e))
+            used = "torchscript"
+            try:
+                _export_torchscript(generator, x, tmp, opset)
+            except Exception as e2:
+                raise BackendError(f"ONNX export failed with both exporters: {_first_line(e2)}") from e2
+    report = OnnxExport(path, used, precision, time.perf_counter() - t0, onnx_op_counts(path))
+    expected = count_instance_norms(model.generator)
+    if report.instance_norms != expected:
+        log.warning(
+            "the ONNX graph has %d InstanceNormalization nodes for %d instance norms in the model "
+            "(decomposed norms run slower and lose the fp32 statistics)",
+            report.instance_norms,
+            expected,
+        )
+    return report
+
+
+def cached_onnx(
+    model: LoadedModel, precision: str = "fp32", cache_dir: Path | None = None, digest: str | None = None
+) -> Path:
+    """The model's ONNX graph from the cache, exported there first if missing (once per model)."""
+    cache_dir = cache_dir or default_cache_dir()
+    path = onnx_cache_path(cache_dir, digest or model_digest(model), precision, OPSET)
+    if path.is_file():
+        log.debug("ONNX graph from the cache: %s", path)
+        return path
+    log.info("exporting %s to ONNX (%s, once; cached in %s)", model.spec.official_name, precision, path.parent)
+    report = export_onnx(model, path, precision)
+    log.info("ONNX export done in %.1f s (%s exporter)", report.seconds, report.exporter)
+    return path
+
+
+class _Skip(Exception):
+    """Internal: go straight to the TorchScript exporter."""
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -1,0 +1,86 @@
+"""ONNX Runtime on the CPU: the generator exported once to ONNX (cached), run by the CPU provider.
+
+The graph has dynamic batch, height and width, so the last, shorter batch of a video and frames of
+another size run on the same session.  Sessions use every graph optimization and as many intra-op
+threads as PyTorch uses (``torch.get_num_threads()``), one inter-op thread.  Pre- and
+post-processing are the shared uint8 ↔ [-1, 1] functions of engine/frames.py.
+
+Precision is fp32 only: the CPU provider has no fast bf16 or fp16 convolutions (OpenVINO does bf16).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cyclestream.engine.backends.base import Backend, FrameShape, Precision
+from cyclestream.engine.backends.export import INPUT_NAME, cached_onnx
+from cyclestream.engine.checkpoint import LoadedModel
+from cyclestream.engine.errors import BackendError
+from cyclestream.engine.frames import from_model_output, to_model_input
+
+
+def import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise BackendError(
+            "the onnxruntime backend needs ONNX Runtime: pip install 'cyclestream[onnx]' "
+            "(onnx, onnxruntime, onnxscript)"
+        ) from None
+    return onnxruntime
+
+
+def make_session(path: Path, threads: int | None = None) -> Any:
+    """A CPU InferenceSession for the graph at ``path`` with all graph optimizations."""
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, device: str = "cpu", cache_dir: Path | None = None, threads: int | None = None) -> None:
+        if device != "cpu":
+            raise BackendError("the onnxruntime backend runs on the CPU; on a GPU use --backend tensorrt")
+        import_onnxruntime()
+        self.cache_dir = cache_dir
+        self.threads = threads
+        self.precision: Precision = "fp32"
+        self._session: Any = None
+        self._multiple = 4
+
+    def prepare(self, model: LoadedModel, shape: FrameShape, precision: Precision) -> None:
+        if precision != "fp32":
+            raise BackendError(
+                f"the onnxruntime backend runs fp32 only (asked for {precision}); "
+                "for bf16 on the CPU use --backend openvino or eager"
+            )
+        self._multiple = model.spec.size_multiple
+        self._session = make_session(cached_onnx(model, "fp32", self.cache_dir), self.threads)
+        self.run(torch.zeros((shape.batch, shape.height, shape.width, 3), dtype=torch.uint8))
+
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """The generator on a float (N, 3, H', W') input already padded to the size multiple."""
+        if self._session is None:
+            raise BackendError("backend used before prepare()")
+        (y,) = self._session.run(None, {INPUT_NAME: x.contiguous().numpy()})
+        return torch.from_numpy(y)
+
+    @torch.inference_mode()
+    def run(self, frames: torch.Tensor) -> torch.Tensor:
+        y = self.infer(to_model_input(frames, self._multiple))
+        return from_model_output(y, frames.shape[1], frames.shape[2])
+
+    def describe(self) -> str:
+        return f"onnxruntime (cpu, {self.precision})"
+
+    def close(self) -> None:
+        self._session = None

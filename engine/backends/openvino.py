@@ -1,0 +1,96 @@
+"""OpenVINO on the CPU: the cached ONNX graph compiled by OpenVINO's CPU plugin, fp32 or bf16.
+
+bf16 runs on CPUs that OpenVINO reports as BF16-capable (AVX-512-BF16 or AMX); the plugin keeps
+normalization statistics in fp32.  The model stays dynamic in batch, height and width, so one
+compiled model serves the last, shorter batch and frames of another size.  Compiled blobs are cached
+by OpenVINO itself under the cyclestream cache (``openvino/``), which makes later starts faster.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cyclestream.engine.backends.base import Backend, FrameShape, Precision
+from cyclestream.engine.backends.cache import default_cache_dir
+from cyclestream.engine.backends.export import cached_onnx
+from cyclestream.engine.checkpoint import LoadedModel
+from cyclestream.engine.errors import BackendError
+from cyclestream.engine.frames import from_model_output, to_model_input
+
+_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+_CAPABILITY = {"bf16": "BF16", "fp16": "FP16"}
+
+
+def import_openvino() -> Any:
+    try:
+        import openvino
+    except ImportError:
+        raise BackendError("the openvino backend needs OpenVINO: pip install 'cyclestream[openvino]'") from None
+    return openvino
+
+
+def cpu_capabilities() -> list[str]:
+    """What OpenVINO's CPU plugin says this CPU can do (e.g. FP32, BF16, INT8); [] without OpenVINO."""
+    try:
+        ov = import_openvino()
+        return list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    except Exception:
+        return []
+
+
+class OpenVINOBackend(Backend):
+    name = "openvino"
+
+    def __init__(self, device: str = "cpu", cache_dir: Path | None = None, threads: int | None = None) -> None:
+        if device != "cpu":
+            raise BackendError("the openvino backend runs on the CPU; on an NVIDIA GPU use --backend tensorrt")
+        self._ov = import_openvino()
+        self.cache_dir = cache_dir or default_cache_dir()
+        self.threads = threads
+        self.precision: Precision = "fp32"
+        self._request: Any = None
+        self._multiple = 4
+
+    def prepare(self, model: LoadedModel, shape: FrameShape, precision: Precision) -> None:
+        core = self._ov.Core()
+        if precision in _CAPABILITY:
+            caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+            if _CAPABILITY[precision] not in caps:
+                raise BackendError(
+                    f"this CPU has no fast {precision} (OpenVINO reports {', '.join(caps)}); use --precision fp32"
+                )
+        self.precision = precision
+        self._multiple = model.spec.size_multiple
+        onnx_path = cached_onnx(model, "fp32", self.cache_dir)
+        config = {
+            "INFERENCE_PRECISION_HINT": _HINTS[precision],
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": self.threads or torch.get_num_threads(),
+            "CACHE_DIR": str(self.cache_dir / "openvino"),
+        }
+        try:
+            compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
+        except Exception as e:
+            raise BackendError(f"OpenVINO could not compile the model: {str(e).strip().splitlines()[0]}") from e
+        self._request = compiled.create_infer_request()
+        self.run(torch.zeros((shape.batch, shape.height, shape.width, 3), dtype=torch.uint8))
+
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """The generator on a float (N, 3, H', W') input already padded to the size multiple."""
+        if self._request is None:
+            raise BackendError("backend used before prepare()")
+        return torch.from_numpy(self._request.infer({0: x.contiguous().numpy()})[0])
+
+    @torch.inference_mode()
+    def run(self, frames: torch.Tensor) -> torch.Tensor:
+        y = self.infer(to_model_input(frames, self._multiple))
+        return from_model_output(y, frames.shape[1], frames.shape[2])
+
+    def describe(self) -> str:
+        return f"openvino (cpu, {self.precision})"
+
+    def close(self) -> None:
+        self._request = None

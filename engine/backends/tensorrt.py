@@ -1,0 +1,326 @@
+"""TensorRT on NVIDIA GPUs: a serialized engine per (model, shape profile, precision, GPU, TensorRT), cached.
+
+Two ways to build the engine, tried in this order; both give raw engine bytes run by ``EngineRunner``:
+
+- ``plugins`` — torch-tensorrt (dynamo).  The generator's norms are swapped for the fused Triton
+  kernels (``cyclestream.kernels.fuse_kernels``: IN+ReLU and IN+residual-add as single custom ops),
+  the model is ``torch.export``-ed over the shape profile, and each ``cyclestream::instance_norm_*``
+  op becomes a TensorRT plugin through torch-tensorrt's automatic plugin generation on TensorRT's
+  Python plugin API (Quick Deployable Plugins, TensorRT ≥ 10.7): at run time TensorRT calls back
+  into the op, which launches the Triton kernel on TensorRT's stream.
+  ``convert_exported_program_to_serialized_trt_engine(..., use_explicit_typing=True)`` builds a
+  strongly typed network from the half-precision graph; the kernels keep statistics in fp32.
+- ``native`` — plain TensorRT, no torch-tensorrt: the cached ONNX export is parsed by TensorRT's
+  ONNX parser (InstanceNormalization → TensorRT's native normalization layer) into a strongly
+  typed network.  For fp16 the ONNX graph itself is half precision with ``Cast → fp32
+  InstanceNormalization → Cast`` around every norm, so the statistics stay fp32 as written.
+
+Strong typing (precision from the graph, not builder flags) is what TensorRT 11 requires and what
+10.x recommends.  Engines have one optimization profile: batches 1..N (the last, shorter batch of a
+video fits) and the padded frame size, or whatever range ``cyclestream compile --shape`` asked for.
+Frames of a size outside the profile get another engine (built or found in the cache).
+
+Nothing here could be run where it was written (no GPU): it follows the TensorRT and torch-tensorrt
+documentation; ``benchmarks/gpu_check.py`` builds both variants and checks them against eager.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cyclestream.engine.backends.base import Backend, FrameShape, Precision
+from cyclestream.engine.backends.cache import (
+    EngineKey,
+    ShapeProfile,
+    default_cache_dir,
+    find_engine,
+    model_digest,
+    store_engine,
+)
+from cyclestream.engine.backends.export import INPUT_NAME, cached_onnx, export_program
+from cyclestream.engine.checkpoint import LoadedModel
+from cyclestream.engine.errors import BackendError
+from cyclestream.engine.frames import from_model_output, to_model_input
+
+log = logging.getLogger("cyclestream")
+
+VARIANTS = ("plugins", "native")
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
+PLUGIN_OPS = ("cyclestream::instance_norm_act", "cyclestream::instance_norm_residual")
+INSTALL_HINT = "pip install 'cyclestream[gpu]' (tensorrt ≥ 10.7, torch-tensorrt matching your torch)"
+
+
+def import_tensorrt() -> Any:
+    try:
+        import tensorrt
+    except ImportError:
+        raise BackendError(f"the tensorrt backend needs TensorRT: {INSTALL_HINT}") from None
+    return tensorrt
+
+
+def gpu_name(device: torch.device) -> str:
+    """The GPU's name and compute capability, e.g. 'NVIDIA L4 (sm_89)' — part of the engine key."""
+    props = torch.cuda.get_device_properties(device)
+    return f"{props.name} (sm_{props.major}{props.minor})"
+
+
+def register_plugins() -> None:
+    """Turn the fused instance-norm custom ops into TensorRT plugins (idempotent).
+
+    torch-tensorrt generates, from each op's schema and fake kernel, a TensorRT Quick Deployable
+    Plugin (shape function + JIT implementation calling the op on TensorRT's stream) and the
+    converter that puts it into the network.  Engines holding these plugins need this to have run
+    in the process before they are deserialized.
+    """
+    import cyclestream.kernels  # noqa: F401  (registers the cyclestream:: custom ops)
+
+    try:
+        import tensorrt.plugin  # noqa: F401  (TensorRT's Python plugin API, ≥ 10.7)
+        import torch_tensorrt
+    except ImportError as e:
+        raise BackendError(f"TensorRT plugins need torch-tensorrt and TensorRT ≥ 10.7 ({e}): {INSTALL_HINT}") from None
+    try:
+        from tensorrt.plugin._lib import QDP_REGISTRY  # where TensorRT keeps registered plugins
+
+        registered = set(QDP_REGISTRY)
+    except ImportError:
+        registered = set()
+    for op in PLUGIN_OPS:
+        if op in registered:
+            continue
+        try:
+            torch_tensorrt.dynamo.conversion.plugins.custom_op(op, supports_dynamic_shapes=True)
+        except Exception as e:
+            if "already" not in str(e).lower():  # registered earlier in this process: fine
+                raise
+
+
+def build_with_plugins(model: LoadedModel, profile: ShapeProfile, precision: str, device: torch.device) -> bytes:
+    """torch-tensorrt engine with the Triton kernels as plugins (see the module docstring)."""
+    import torch_tensorrt
+
+    from cyclestream.kernels import fuse_kernels
+
+    register_plugins()
+    dtype = PRECISIONS[precision]
+    generator = fuse_kernels(copy.deepcopy(model.generator), "triton").to(device, dtype).eval()
+    program = export_program(generator, profile, model.spec.size_multiple, dtype, device)
+    spec = torch_tensorrt.Input(min_shape=profile.min, opt_shape=profile.opt, max_shape=profile.max, dtype=dtype)
+    data = torch_tensorrt.dynamo.convert_exported_program_to_serialized_trt_engine(
+        program,
+        arg_inputs=[spec],
+        use_explicit_typing=True,
+        require_full_compilation=True,
+        min_block_size=1,
+        device=device,
+    )
+    if not data:
+        raise BackendError("torch-tensorrt returned no engine")
+    return bytes(data)
+
+
+def build_native(
+    model: LoadedModel, profile: ShapeProfile, precision: str, cache_dir: Path, workspace_gib: float = 4.0
+) -> bytes:
+    """Plain TensorRT from the ONNX export, native InstanceNormalization (see the module docstring)."""
+    trt = import_tensorrt()
+    onnx_path = cached_onnx(model, precision, cache_dir)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BackendError(f"TensorRT's ONNX parser rejected the model: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    shapes = builder.create_optimization_profile()
+    shapes.set_shape(INPUT_NAME, profile.min, profile.opt, profile.max)
+    config.add_optimization_profile(shapes)
+    data = builder.build_serialized_network(network, config)
+    if data is None:
+        raise BackendError("TensorRT could not build an engine for this model (see the TensorRT log above)")
+    return bytes(data)
+
+
+class EngineRunner:
+    """One deserialized engine and its execution context; runs on the current CUDA stream."""
+
+    def __init__(self, data: bytes, variant: str, profile: ShapeProfile) -> None:
+        trt = import_tensorrt()
+        if variant == "plugins":
+            register_plugins()  # the engine's plugin layers call back into these
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self.engine = self._runtime.deserialize_cuda_engine(data)
+        if self.engine is None:
+            raise BackendError("TensorRT could not load the cached engine (built by another TensorRT or GPU?)")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise BackendError(f"expected an engine with one input and one output, got {inputs} → {outputs}")
+        self.input, self.output = inputs[0], outputs[0]
+        self.input_dtype = _torch_dtype(trt, self.engine.get_tensor_dtype(self.input))
+        self.output_dtype = _torch_dtype(trt, self.engine.get_tensor_dtype(self.output))
+        self.variant, self.profile = variant, profile
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.input_dtype).contiguous()
+        if not self.context.set_input_shape(self.input, tuple(x.shape)):
+            raise BackendError(f"input shape {tuple(x.shape)} is outside the engine's profile {self.profile.to_text()}")
+        y = torch.empty(tuple(self.context.get_tensor_shape(self.output)), dtype=self.output_dtype, device=x.device)
+        self.context.set_tensor_address(self.input, x.data_ptr())
+        self.context.set_tensor_address(self.output, y.data_ptr())
+        if not self.context.execute_async_v3(torch.cuda.current_stream(x.device).cuda_stream):
+            raise BackendError("TensorRT failed to run the engine")
+        return y
+
+
+def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
+    table = {trt.float32: torch.float32, trt.float16: torch.float16, trt.bfloat16: torch.bfloat16}
+    if dtype not in table:
+        raise BackendError(f"unexpected engine tensor type {dtype}")
+    return table[dtype]
+
+
+@dataclass(frozen=True)
+class BuiltEngine:
+    path: Path
+    key: EngineKey
+    seconds: float  # 0 when found in the cache
+
+
+def get_engine(
+    model: LoadedModel,
+    profile: ShapeProfile,
+    precision: str,
+    device: torch.device,
+    cache_dir: Path,
+    variants: tuple[str, ...] = VARIANTS,
+    digest: str | None = None,
+) -> BuiltEngine:
+    """The cached engine for this build, else build it (plugins first, then native) and cache it.
+
+    A variant that fails to build is reported with a warning saying why, and the next one is tried.
+    """
+    trt = import_tensorrt()
+    digest, gpu = digest or model_digest(model), gpu_name(device)
+
+    def key_for(variant: str) -> EngineKey:
+        return EngineKey(digest, profile, precision, gpu, str(trt.__version__), variant)
+
+    for variant in variants:
+        key = key_for(variant)
+        if (path := find_engine(cache_dir, key)) is not None:
+            log.info("TensorRT engine from the cache: %s", path)
+            return BuiltEngine(path, key, 0.0)
+    failures: list[str] = []
+    for variant in variants:
+        key = key_for(variant)
+        log.info(
+            "building a TensorRT engine (%s, %s, %s, profile %s) — first use only, this takes minutes; cached in %s",
+            variant, precision, gpu, profile.to_text(), cache_dir / "engines",
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        try:
+            if variant == "plugins":
+                data = build_with_plugins(model, profile, precision, device)
+            else:
+                data = build_native(model, profile, precision, cache_dir)
+        except Exception as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            failures.append(f"{variant}: {reason}")
+            if variant != variants[-1]:
+                log.warning("TensorRT build with %s failed (%s); trying the next way", variant, reason)
+            continue
+        path = store_engine(cache_dir, key, data)
+        seconds = time.perf_counter() - t0
+        log.info("TensorRT engine built in %.0f s: %s", seconds, path)
+        return BuiltEngine(path, key, seconds)
+    raise BackendError("could not build a TensorRT engine: " + "; ".join(failures))
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+
+    def __init__(self, device: str = "cuda", cache_dir: Path | None = None, variants: tuple[str, ...] = VARIANTS):
+        if device == "cpu":  # the CLI's default device; TensorRT only means the GPU
+            device = "cuda"
+        if not device.startswith("cuda"):
+            raise BackendError(f"the tensorrt backend runs on an NVIDIA GPU, not on {device!r}")
+        import_tensorrt()
+        if not torch.cuda.is_available():
+            raise BackendError("the tensorrt backend needs an NVIDIA GPU with CUDA; PyTorch sees none here")
+        unknown = set(variants) - set(VARIANTS)
+        if unknown or not variants:
+            raise BackendError(f"unknown TensorRT build variants {sorted(unknown)} (use {', '.join(VARIANTS)})")
+        self.device = torch.device(device)
+        self.cache_dir = cache_dir or default_cache_dir()
+        self.variants = variants
+        self.precision: Precision = "fp16"
+        self._model: LoadedModel | None = None
+        self._digest = ""
+        self._batch = 1
+        self._runners: list[EngineRunner] = []
+
+    def prepare(self, model: LoadedModel, shape: FrameShape, precision: Precision) -> None:
+        if precision not in PRECISIONS:
+            raise BackendError(f"the tensorrt backend builds fp32 or fp16 engines, not {precision}")
+        self.precision = precision
+        self._model, self._digest, self._batch = model, model_digest(model), shape.batch
+        self._runners = []
+        self._runner_for(ShapeProfile.for_frames(shape, model.spec.size_multiple, model.spec.input_nc))
+        self.run(torch.zeros((shape.batch, shape.height, shape.width, 3), dtype=torch.uint8))
+
+    def _runner_for(self, profile: ShapeProfile) -> EngineRunner:
+        for runner in self._runners:
+            if runner.profile.contains(profile):
+                return runner
+        assert self._model is not None
+        built = get_engine(
+            self._model, profile, self.precision, self.device, self.cache_dir, self.variants, self._digest
+        )
+        with torch.cuda.device(self.device):
+            runner = EngineRunner(built.path.read_bytes(), built.key.variant, built.key.profile)
+        self._runners.append(runner)
+        return runner
+
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """The generator on a float (N, 3, H', W') input already padded to the size multiple."""
+        if self._model is None:
+            raise BackendError("backend used before prepare()")
+        x = x.to(self.device)
+        n, c, h, w = x.shape
+        dims = (n, c, h, w)
+        runner = next((r for r in self._runners if r.profile.covers(dims)), None)
+        if runner is None:
+            log.info("frames of %dx%d need another TensorRT engine", w, h)
+            batch = max(n, self._batch)
+            runner = self._runner_for(ShapeProfile((1, c, h, w), (batch, c, h, w), (batch, c, h, w)))
+        return runner(x)
+
+    @torch.inference_mode()
+    def run(self, frames: torch.Tensor) -> torch.Tensor:
+        if self._model is None:
+            raise BackendError("backend used before prepare()")
+        height, width = frames.shape[1], frames.shape[2]
+        frames = frames.pin_memory().to(self.device, non_blocking=True)
+        x = to_model_input(frames, self._model.spec.size_multiple, PRECISIONS[self.precision])
+        out = from_model_output(self.infer(x), height, width)
+        return out.to("cpu")
+
+    def describe(self) -> str:
+        variant = self._runners[0].variant if self._runners else "?"
+        return f"tensorrt ({self.device}, {self.precision}, {variant})"
+
+    def close(self) -> None:
+        self._runners = []

@@ -1,0 +1,133 @@
+"""The TensorRT backend: what can be checked without a GPU, and the GPU tests (skipped here)."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from cyclestream.cli import main
+from cyclestream.engine.backends import FrameShape
+from cyclestream.engine.backends.cache import ShapeProfile
+from cyclestream.engine.backends.check import (
+    TOLERANCE,
+    eager_output,
+    model_input,
+    random_model,
+    relative_l2,
+    sample_frames,
+)
+from cyclestream.engine.backends.export import export_program
+from cyclestream.engine.errors import BackendError
+from cyclestream.engine.models import GeneratorSpec
+
+HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
+HAVE_CUDA = torch.cuda.is_available()
+NO_GPU_REASON = (
+    "TensorRT tests need an NVIDIA GPU with CUDA and TensorRT "
+    f"(CUDA {'present' if HAVE_CUDA else 'missing'}, TensorRT {'installed' if HAVE_TRT else 'missing'}); "
+    "run benchmarks/gpu_check.py on a GPU machine"
+)
+needs_gpu = pytest.mark.skipif(not (HAVE_TRT and HAVE_CUDA), reason=NO_GPU_REASON)
+SPEC = GeneratorSpec(ngf=8, n_blocks=2)
+
+
+@pytest.mark.skipif(HAVE_TRT and HAVE_CUDA, reason="this machine has TensorRT and a GPU")
+def test_without_a_gpu_the_backend_says_what_is_missing() -> None:
+    from cyclestream.engine.backends.tensorrt import TensorRTBackend
+
+    with pytest.raises(BackendError, match=r"pip install|NVIDIA GPU"):
+        TensorRTBackend()
+
+
+@pytest.mark.skipif(HAVE_TRT and HAVE_CUDA, reason="this machine has TensorRT and a GPU")
+def test_compile_tensorrt_fails_in_one_line_without_a_gpu(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compile", str(tiny_model), "--target", "tensorrt", "--precision", "fp16"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cyclestream: error:") and len(err.splitlines()) == 1
+
+
+def test_plugin_graph_is_exportable_over_a_dynamic_profile() -> None:
+    """What torch-tensorrt receives on the plugin path: the fused generator, exported over the profile,
+    with every instance norm as one cyclestream:: custom op (a plugin) and no aten norm left."""
+    from cyclestream.kernels import fuse_kernels
+
+    model = random_model(SPEC)
+    fused = fuse_kernels(copy.deepcopy(model.generator), "reference").eval()
+    profile = ShapeProfile.parse("2x3x32x32:4x3x64x96")
+    program = export_program(fused, profile, model.spec.size_multiple, torch.float32, torch.device("cpu"))
+    targets = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
+    assert sum("cyclestream.instance_norm_act" in t for t in targets) == 7  # IN+ReLU: stem, 2 down, 2 blocks, 2 up
+    assert sum("cyclestream.instance_norm_residual" in t for t in targets) == 2  # one per block
+    assert sum("cyclestream.instance_norm" in t for t in targets) == 9
+    assert not any("aten.instance_norm" in t or "batch_norm" in t for t in targets)
+    module = program.module()
+    for n, h, w in [(1, 32, 32), (4, 64, 96), (3, 48, 40)]:  # anywhere inside the profile
+        x = model_input(model, sample_frames(n, h, w))
+        assert relative_l2(module(x), eager_output(model, x)) < TOLERANCE["fp32"]
+
+
+@needs_gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", ["plugins", "native"])
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_engine_matches_eager_and_is_cached(variant: str, precision: str, tmp_path: Path) -> None:
+    from cyclestream.engine.backends.tensorrt import TensorRTBackend
+
+    model = random_model(SPEC)
+    backend = TensorRTBackend("cuda", tmp_path, variants=(variant,))
+    backend.prepare(model, FrameShape(2, 48, 64), precision)  # type: ignore[arg-type]
+    assert variant in backend.describe()
+    for n, h, w in [(2, 48, 64), (1, 48, 64), (1, 40, 40)]:  # prepared, short last batch, another size
+        frames = sample_frames(n, h, w)
+        assert backend.run(frames).shape == (n, h, w, 3)
+        x = model_input(model, frames)
+        error = relative_l2(backend.infer(x).float().cpu(), eager_output(model, x))
+        assert error < (2e-2 if precision == "fp16" else 5e-3)
+    engines = sorted((tmp_path / "engines").glob("*.engine"))
+    assert len(engines) == 2  # the prepared profile and the 40x40 one
+    again = TensorRTBackend("cuda", tmp_path, variants=(variant,))
+    again.prepare(model, FrameShape(1, 48, 64), precision)  # type: ignore[arg-type]
+    assert sorted((tmp_path / "engines").glob("*.engine")) == engines  # reused, not rebuilt
+
+
+def test_engine_build_falls_back_to_native_with_a_warning_and_is_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """get_engine's orchestration with the TensorRT calls stubbed: plugins fail → native, cached, reused."""
+    import cyclestream.engine.backends.tensorrt as trt_backend
+
+    monkeypatch.setattr(trt_backend, "import_tensorrt", lambda: SimpleNamespace(__version__="10.13.0"))
+    monkeypatch.setattr(trt_backend, "gpu_name", lambda device: "Fake GPU (sm_89)")
+    calls: list[str] = []
+
+    def plugins(*args: object) -> bytes:
+        calls.append("plugins")
+        raise RuntimeError("no QDP support in this TensorRT")
+
+    def native(*args: object) -> bytes:
+        calls.append("native")
+        return b"serialized engine"
+
+    monkeypatch.setattr(trt_backend, "build_with_plugins", plugins)
+    monkeypatch.setattr(trt_backend, "build_native", native)
+    model, cpu = random_model(SPEC), torch.device("cpu")
+    wide = ShapeProfile.parse("1x3x64x64:4x3x256x256")
+    with caplog.at_level(logging.INFO, logger="cyclestream"):
+        built = trt_backend.get_engine(model, wide, "fp16", cpu, tmp_path)
+    assert calls == ["plugins", "native"]
+    assert built.key.variant == "native" and built.path.read_bytes() == b"serialized engine"
+    assert "plugins failed (no QDP support in this TensorRT)" in caplog.text
+    assert "building a TensorRT engine" in caplog.text  # the progress message
+    inside = trt_backend.get_engine(model, ShapeProfile.parse("2x3x128x128"), "fp16", cpu, tmp_path)
+    assert inside.path == built.path and inside.seconds == 0 and len(calls) == 2  # reused, not rebuilt
+    trt_backend.get_engine(model, wide, "fp32", cpu, tmp_path)
+    assert calls[2:] == ["plugins", "native"]  # another precision is another engine
+    monkeypatch.setattr(trt_backend, "build_native", plugins)
+    with pytest.raises(BackendError, match=r"plugins: no QDP .*; native: no QDP"):
+        trt_backend.get_engine(random_model(SPEC, seed=1), wide, "fp16", cpu, tmp_path)
