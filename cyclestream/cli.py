@@ -55,12 +55,14 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     g.add_argument("--batch-size", type=_positive, default=1, help="frames per model call (default 1)")
     g.add_argument("--size", type=parse_size, help="scale frames to WxH first (default: keep their size)")
+    g.add_argument("--kernels", default="auto", choices=["auto", "triton", "reference", "off"],
+                   help="fused instance-norm kernels for --backend eager (auto: Triton on CUDA, off on CPU)")
 
 
 def run_options(args: argparse.Namespace) -> Any:
     from cyclestream.engine.translate import RunOptions
 
-    return RunOptions(args.backend, args.device, args.precision, args.batch_size, args.size)
+    return RunOptions(args.backend, args.device, args.precision, args.batch_size, args.size, args.kernels)
 
 
 def add_encode_options(p: argparse.ArgumentParser) -> None:

@@ -42,6 +42,7 @@ class RunOptions:
     precision: Precision = "fp32"
     batch_size: int = 1
     size: tuple[int, int] | None = None  # (width, height) to scale frames to; None keeps their size
+    kernels: str = "auto"  # fused instance-norm kernels (eager backend): auto, triton, reference, off
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class TranslateReport:
 
 
 def prepare_backend(model: LoadedModel, options: RunOptions, height: int, width: int) -> Backend:
-    backend = create_backend(options.backend, options.device)
+    backend = create_backend(options.backend, options.device, options.kernels)
     backend.prepare(model, FrameShape(options.batch_size, height, width), options.precision)
     log.info("backend: %s", backend.describe())
     return backend

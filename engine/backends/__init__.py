@@ -18,8 +18,11 @@ from cyclestream.engine.errors import BackendError
 BACKEND_NAMES = ("auto", "eager", "compile", "onnxruntime", "openvino", "tensorrt")
 
 
-def create_backend(name: str, device: str = "cpu") -> Backend:
-    """A backend instance for ``name`` ("auto" picks the best one available here when prepared)."""
+def create_backend(name: str, device: str = "cpu", kernels: str = "auto") -> Backend:
+    """A backend instance for ``name`` ("auto" picks the best one available here when prepared).
+
+    ``kernels`` (eager only): "auto" fuses the Triton instance-norm kernels in on CUDA and leaves the
+    plain PyTorch path on the CPU; "triton" / "reference" force one; "off" never fuses."""
     if name == "auto":
         from cyclestream.engine.backends.auto import AutoBackend
 
@@ -27,7 +30,7 @@ def create_backend(name: str, device: str = "cpu") -> Backend:
     if name == "eager":
         from cyclestream.engine.backends.eager import EagerBackend
 
-        return EagerBackend(device)
+        return EagerBackend(device, kernels=kernels)
     if name == "compile":
         from cyclestream.engine.backends.compiled import CompiledBackend
 

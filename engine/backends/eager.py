@@ -22,11 +22,15 @@ _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 class EagerBackend(Backend):
     name = "eager"
 
-    def __init__(self, device: str = "cpu", channels_last: bool = True) -> None:
+    def __init__(self, device: str = "cpu", channels_last: bool = True, kernels: str = "auto") -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendError("--device cuda was asked for, but PyTorch sees no CUDA device here")
         self.device = torch.device(device)
         self.channels_last = channels_last
+        if kernels not in ("auto", "triton", "reference", "off"):
+            raise BackendError(f"--kernels must be auto, triton, reference or off, not {kernels!r}")
+        # auto: the fused Triton kernels on CUDA; on the CPU the plain PyTorch layers are the fast path.
+        self.kernels = ("triton" if self.device.type == "cuda" else "off") if kernels == "auto" else kernels
         self.precision: Precision = "fp32"
         self._model: torch.nn.Module | None = None
         self._multiple = 4
@@ -37,6 +41,10 @@ class EagerBackend(Backend):
         self.precision = precision
         self._multiple = model.spec.size_multiple
         generator = model.generator.to(self.device).eval()
+        if self.kernels != "off":
+            from cyclestream.kernels import fuse_kernels
+
+            generator = fuse_kernels(generator, mode=self.kernels)  # type: ignore[arg-type]
         if self.channels_last:
             generator = generator.to(memory_format=torch.channels_last)
         self._model = generator
@@ -62,4 +70,5 @@ class EagerBackend(Backend):
         return out.to("cpu") if on_gpu else out
 
     def describe(self) -> str:
-        return f"eager ({self.device.type}, {self.precision})"
+        fused = "" if self.kernels == "off" else f", {self.kernels} kernels"
+        return f"eager ({self.device.type}, {self.precision}{fused})"

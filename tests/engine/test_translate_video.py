@@ -104,3 +104,18 @@ def test_bf16_matches_fp32_closely(make_clip: Callable[..., Path], tiny_model: P
         translate(src, out, tiny_model, options)
         results[precision] = np.stack(decoded_frames(out)).astype(np.float32)
     assert np.abs(results["fp32"] - results["bf16"]).mean() < 3.0  # within ~1% of the 0..255 range
+
+
+def test_reference_kernels_give_the_same_video(
+    make_clip: Callable[..., Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    # --kernels reference swaps the fused instance-norm modules (PyTorch reference path) into the generator.
+    src = make_clip("in.mkv", width=40, height=32, frames=3)
+    outputs = {}
+    for kernels in ("off", "reference"):
+        out = tmp_path / f"{kernels}.mkv"
+        options = TranslateOptions(run=RunOptions(backend="eager", kernels=kernels), encode=LOSSLESS, progress=False)
+        report = translate(src, out, tiny_model, options)
+        assert ("kernels" in report.backend) == (kernels == "reference")
+        outputs[kernels] = np.stack(decoded_frames(out)).astype(int)
+    assert np.abs(outputs["off"] - outputs["reference"]).max() <= 1
