@@ -58,7 +58,7 @@ def model_table(report: ModelBench) -> str:
         f"peaks: fp32 {p.fp32_gflops} GFLOP/s, bf16 {p.bf16_gflops} GFLOP/s, copy {p.copy_gbps} GB/s",
         f"model: {report.model['architecture']}, {report.model['parameters'] / 1e6:.2f} M parameters",
     ]
-    skipped = [f"  {r.backend} {r.precision}: {r.skipped}" for r in report.rows if r.skipped]
+    skipped = list(dict.fromkeys(f"  {r.backend} {r.precision}: {r.skipped}" for r in report.rows if r.skipped))
     return "\n".join(head + ["", *lines] + (["", "skipped:", *skipped] if skipped else []))
 
 
