@@ -1,0 +1,28 @@
+"""The README's main job: the bundled clip through the bundled model (scaled down to stay quick)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cyclestream.cli import DEFAULT_MODEL, DEMO_CLIP, main
+from cyclestream.engine.checkpoint import load_model
+from tests.engine.media_checks import audio_packets, stream_summary, video_times
+
+
+def test_bundled_assets_are_a_model_and_a_clip_with_audio() -> None:
+    model = load_model(DEFAULT_MODEL)
+    assert model.format == "cyclestream" and model.spec.kind == "resnet"
+    summary = stream_summary(DEMO_CLIP)
+    assert summary["codec"] == "h264" and summary["audio"] == 1
+
+
+def test_demo_command_writes_video_and_preview(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo.mp4"
+    assert main(["-q", "demo", "--output", str(out), "--size", "64x64"]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed and "preview" in printed
+    assert len(video_times(out)) == len(video_times(DEMO_CLIP))
+    assert audio_packets(out) == audio_packets(DEMO_CLIP)
+    assert (tmp_path / "demo.preview.png").stat().st_size > 1000
