@@ -154,6 +154,7 @@ def _add_stream(sub: Any) -> None:
     p.add_argument("--preview", metavar="[HOST]:PORT", help="serve a live MJPEG page, e.g. :8080")
     p.add_argument("--fps", type=float, help="at most this many frames per second (cameras: capture rate)")
     p.add_argument("--realtime", action="store_true", help="play a FILE source at its native rate")
+    p.add_argument("--input-format", help="camera pixel format for V4L2, e.g. mjpeg or yuyv422")
     p.add_argument("--max-latency", type=float, default=1.0, help="latency bound in seconds (default 1.0)")
     p.add_argument("--reconnect", type=int, default=3, help="reopen a stalled network source N times (default 3)")
     p.add_argument("--read-timeout", type=float, default=3.0, help="seconds without data = stalled (default 3)")
@@ -173,7 +174,7 @@ def _cmd_stream(args: argparse.Namespace) -> int:
         source=args.source, sink=args.sink, model=args.model, run=run_options(args),
         encode=EncodeOptions(**{**LIVE_ENCODE.__dict__, "codec": args.codec, "crf": args.crf}),
         fps=args.fps, realtime=args.realtime, max_latency=args.max_latency, reconnect=args.reconnect,
-        read_timeout=args.read_timeout, preview=args.preview, duration=args.duration,
+        read_timeout=args.read_timeout, preview=args.preview, duration=args.duration, input_format=args.input_format,
         stats_interval=0 if args.quiet else 1.0,
     )
     report = run_stream(options)

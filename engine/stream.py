@@ -60,6 +60,7 @@ class StreamOptions:
     reconnect: int = 3
     read_timeout: float = 3.0
     preview: str | None = None  # "[HOST]:PORT" for the MJPEG page
+    input_format: str | None = None  # camera pixel format (v4l2 input_format: mjpeg, yuyv422, ...)
     duration: float | None = None  # stop after this many seconds
     stats_interval: float = 1.0  # seconds between live statistics lines; 0: none
 
@@ -200,7 +201,7 @@ def run_stream(options: StreamOptions, on_ready: Callable[[PreviewServer | None]
     if options.sink != "null":
         check_video_codec(options.encode.codec)
     model = load_model(options.model)
-    spec = parse_source(options.source, options.run.size, options.fps)
+    spec = parse_source(options.source, options.run.size, options.fps, options.input_format)
     source = LiveSource(spec, options.run.size, options.fps, options.realtime, options.reconnect, options.read_timeout)
     width, height = source.size
     backend = prepare_backend(model, options.run, height, width)

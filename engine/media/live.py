@@ -40,7 +40,9 @@ class SourceSpec:
         return self.kind != "file"
 
 
-def parse_source(text: str, size: tuple[int, int] | None = None, fps: float | None = None) -> SourceSpec:
+def parse_source(
+    text: str, size: tuple[int, int] | None = None, fps: float | None = None, input_format: str | None = None
+) -> SourceSpec:
     """``lavfi:testsrc2=size=640x360:rate=30``, ``/dev/video0`` (or ``v4l2:/dev/video0``), a URL, a file."""
     if text.startswith("lavfi:"):
         return SourceSpec(text[len("lavfi:") :], "lavfi", "lavfi")
@@ -50,6 +52,8 @@ def parse_source(text: str, size: tuple[int, int] | None = None, fps: float | No
             options["video_size"] = f"{size[0]}x{size[1]}"
         if fps:
             options["framerate"] = f"{fps:g}"
+        if input_format:
+            options["input_format"] = input_format  # e.g. mjpeg, yuyv422
         return SourceSpec(text.removeprefix("v4l2:"), "v4l2", "v4l2", options)
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme:

@@ -188,3 +188,13 @@ def test_dead_source_fails_clearly(tiny_model: Path) -> None:
         run_stream(StreamOptions(source="/nonexistent/cam.mp4", model=tiny_model, stats_interval=0))
     with pytest.raises(CycleStreamError, match="unsupported source scheme"):
         run_stream(StreamOptions(source="gopher://x", model=tiny_model, stats_interval=0))
+
+
+def test_camera_options_become_v4l2_options() -> None:
+    from cyclestream.engine.media.live import parse_source
+
+    spec = parse_source("/dev/video0", (640, 480), 30, "mjpeg")
+    assert (spec.kind, spec.format, spec.url) == ("v4l2", "v4l2", "/dev/video0")
+    assert spec.options == {"video_size": "640x480", "framerate": "30", "input_format": "mjpeg"}
+    lavfi = parse_source("lavfi:testsrc2=size=64x48:rate=5")
+    assert (lavfi.kind, lavfi.format, lavfi.url) == ("lavfi", "lavfi", "testsrc2=size=64x48:rate=5")
