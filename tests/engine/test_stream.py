@@ -198,3 +198,36 @@ def test_camera_options_become_v4l2_options() -> None:
     assert spec.options == {"video_size": "640x480", "framerate": "30", "input_format": "mjpeg"}
     lavfi = parse_source("lavfi:testsrc2=size=64x48:rate=5")
     assert (lavfi.kind, lavfi.format, lavfi.url) == ("lavfi", "lavfi", "testsrc2=size=64x48:rate=5")
+
+
+def test_translated_stream_sent_to_a_udp_sink_can_be_received(tiny_model: Path) -> None:
+    import av
+
+    port = free_udp_port()
+    received: list[tuple[int, int]] = []
+
+    def receive() -> None:
+        with av.open(
+            f"udp://127.0.0.1:{port}", options={"probesize": "200000", "analyzeduration": "500000"}, timeout=(20.0, 3.0)
+        ) as inp:
+            try:
+                for frame in inp.decode(video=0):
+                    received.append((frame.width, frame.height))
+            except av.error.FFmpegError:
+                pass  # the sender stopped: read timeout
+
+    receiver = threading.Thread(target=receive)
+    receiver.start()
+    time.sleep(0.5)  # the receiver binds the port before anything is sent
+    report = run_stream(
+        StreamOptions(
+            source="lavfi:testsrc2=size=96x64:rate=10",
+            model=tiny_model,
+            sink=f"udp://127.0.0.1:{port}?pkt_size=1316",
+            duration=4.0,
+            stats_interval=0,
+        )
+    )
+    receiver.join(timeout=30)
+    assert report.stats.frames > 10
+    assert len(received) > 5 and set(received) == {(96, 64)}
