@@ -30,7 +30,7 @@ from cyclestream.engine.media.sinks import EncodeOptions, VideoFileSink
 from cyclestream.engine.media.sources import VideoFileSource
 from cyclestream.engine.media.synthetic import synthetic_frame
 from cyclestream.engine.roofline import Peaks, count_macs, measure_peaks, min_bytes_per_frame
-from cyclestream.engine.translate import RunOptions, TranslateOptions, translate_video
+from cyclestream.engine.translate import RunOptions, TranslateOptions, prepare_backend, translate_video
 
 log = logging.getLogger("cyclestream")
 
@@ -222,6 +222,7 @@ class PipelineBench:
     backend: str
     stage_fps: dict[str, float]
     pipeline_fps: float
+    pipeline_frames: int  # the head of the clip the overlapped run used (ends at a keyframe)
     stage_busy_fps: dict[str, float]
 
     @property
@@ -246,18 +247,18 @@ def bench_pipeline(
     t0 = time.perf_counter()
     source = VideoFileSource(input_path, size=run.size)
     frames = []
+    cut = False  # True when the clip has more frames than max_frames
     try:
         for frame in source.frames():
-            frames.append(frame)
             if max_frames and len(frames) >= max_frames:
+                cut = True
                 break
+            frames.append(frame)
     finally:
         source.close()
     decode_s = time.perf_counter() - t0
     width, height = source.frame_size
     # Model alone, batched as the pipeline batches.
-    from cyclestream.engine.translate import prepare_backend
-
     backend = prepare_backend(model, run, height, width)
     outputs: list[np.ndarray] = []
     t0 = time.perf_counter()
@@ -278,7 +279,7 @@ def bench_pipeline(
         encode_s = time.perf_counter() - t0
         # All together: the real translate path (decode ∥ model ∥ encode), no preview.
         clip = input_path
-        if max_frames and max_frames < source.decoded:
+        if cut:
             clip = Path(tmp) / f"head{input_path.suffix if input_path.suffix in ('.mp4', '.mkv') else '.mkv'}"
             _copy_head(input_path, clip, max_frames)
         report = translate_video(
@@ -299,12 +300,14 @@ def bench_pipeline(
         describe,
         stage_fps={"decode": round(n / decode_s, 2), "model": round(n / model_s, 2), "encode": round(n / encode_s, 2)},
         pipeline_fps=round(report.fps, 2),
+        pipeline_frames=report.frames,
         stage_busy_fps={s.name: round(s.fps, 2) for s in stats.stages.values()},
     )
 
 
 def _copy_head(src: Path, dst: Path, frames: int) -> None:
-    """Remux the first ``frames`` video packets (plus audio up to there) without re-encoding."""
+    """Remux the video packets up to the first keyframe after ``frames`` packets, without re-encoding
+    (cutting at a keyframe keeps every copied frame decodable)."""
     import av
 
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:

@@ -101,6 +101,35 @@ def test_bench_pipeline_measures_each_stage_and_the_whole(
     assert set(report["stage_fps"]) == {"decode", "model", "encode"}
     assert all(v > 0 for v in report["stage_fps"].values()) and report["pipeline_fps"] > 0
     assert report["efficiency"] > 0
+    assert report["pipeline_frames"] == 20
+
+
+def test_bench_pipeline_frames_limits_every_stage(
+    make_clip: Callable[..., Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    src = make_clip("clip.mkv", width=64, height=48, frames=60, codec="ffv1")  # a keyframe every 12 frames
+    assert (
+        main(
+            [
+                "-q",
+                "bench",
+                "pipeline",
+                "--input",
+                str(src),
+                "--model",
+                str(tiny_model),
+                "--frames",
+                "10",
+                "--json",
+                str(tmp_path / "p.json"),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((tmp_path / "p.json").read_text())
+    assert report["frames"] == 10
+    # The overlapped run used the head up to the next keyframe (frame 12), not the whole clip.
+    assert 10 <= report["pipeline_frames"] < 60
 
 
 def test_macs_of_the_official_generator() -> None:
