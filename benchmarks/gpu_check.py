@@ -7,10 +7,13 @@ What it does, in order:
 
 1. reports the environment (torch, CUDA device, TensorRT, torch-tensorrt, Triton);
 2. runs the kernel tests on the GPU (``pytest tests/kernels``);
-3. builds every GPU backend — eager fp32/fp16, eager fp16 with the fused Triton kernels,
-   torch.compile fp16, TensorRT with the Triton plugins (fp16), plain TensorRT (fp16 and fp32) —
-   and checks each against eager fp32 (TF32 off) by relative L2 error on real-ish frames;
-4. prints a table of images/s per backend and frame size.
+3. builds the native side for this GPU's architecture (``cmake -S . -B build``: Triton AOT kernels
+   and, with TensorRT headers found through ``TENSORRT_ROOT``, ``libcyclestream_trt_plugins.so``);
+4. builds every GPU backend — eager fp32/fp16, eager fp16 with the fused Triton kernels,
+   torch.compile fp16, TensorRT with the AOT plugin library (fp16, fp32), TensorRT with the Triton
+   plugins through torch-tensorrt (fp16), plain TensorRT (fp16 and fp32) — and checks each against
+   eager fp32 (TF32 off) by relative L2 error on real-ish frames;
+5. prints a table of images/s per backend and frame size.
 
 Without CUDA every GPU part is reported as skipped and only the CPU baseline runs, so the script
 itself is tested on CPU machines (``--quick``).  Exit status 1 when a check or the kernel tests fail.
@@ -46,6 +49,7 @@ QUICK_SIZES = {"64²": (64, 64), "96x128": (96, 128)}
 # Relative L2 bounds against eager fp32 (TF32 off) on random N(0, 0.02) weights.  fp32 TensorRT and
 # cuDNN may use TF32 convolutions (≈1e-3).
 GPU_TOLERANCE = {"fp32": 5e-3, "fp16": 2e-2, "bf16": 3e-2}
+SKIP_MARKERS = ("pip install", "libcyclestream_trt_plugins.so")  # a missing library or build: skipped, not failed
 
 
 @dataclass
@@ -84,6 +88,8 @@ def configs() -> list[Config]:
         Config("eager", "fp16", _named("eager")),
         Config("eager + Triton kernels", "fp16", _named("eager"), fuse=True),
         Config("compile (inductor)", "fp16", _named("compile")),
+        Config("tensorrt (AOT plugin library)", "fp16", _tensorrt("aot")),
+        Config("tensorrt (AOT plugin library)", "fp32", _tensorrt("aot")),
         Config("tensorrt (Triton plugins)", "fp16", _tensorrt("plugins")),
         Config("tensorrt (native IN)", "fp16", _tensorrt("native")),
         Config("tensorrt (native IN)", "fp32", _tensorrt("native")),
@@ -117,6 +123,33 @@ def kernel_tests(quick: bool) -> tuple[bool, str]:
     tail = [line for line in proc.stdout.strip().splitlines() if line.strip()][-1:] or ["(no output)"]
     passed = proc.returncode in (0, 5)  # 5: no tests collected
     return passed, f"kernel tests (pytest tests/kernels): {'passed' if passed else 'FAILED'} — {tail[0]}"
+
+
+def native_build() -> tuple[bool, str]:
+    """``cmake`` configure + build into ``build/`` for this GPU; (ok, summary line)."""
+    if not torch.cuda.is_available():
+        return True, "native build: skipped (no CUDA device)"
+    major, minor = torch.cuda.get_device_capability(0)
+    build = ROOT / "build"
+    steps = [
+        ["cmake", "-S", str(ROOT), "-B", str(build), f"-DCYCLESTREAM_CUDA_ARCHS={major}{minor}",
+         f"-DPython3_EXECUTABLE={sys.executable}"],
+        ["cmake", "--build", str(build), "-j"],
+    ]  # fmt: skip
+    log = ""
+    for cmd in steps:
+        try:
+            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+        except FileNotFoundError:
+            return True, "native build: skipped (cmake is not installed)"
+        log += proc.stdout
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+            return False, f"native build: FAILED ({' '.join(cmd[:2])}): {tail[0]}"
+    notes = [line.removeprefix("-- cyclestream: ") for line in log.splitlines() if "cyclestream: skipping" in line]
+    library = build / "libcyclestream_trt_plugins.so"
+    built = "TensorRT plugin library built" if library.exists() else "no plugin library"
+    return True, f"native build (sm_{major}{minor}): {built}" + "".join(f"; {n}" for n in notes)
 
 
 @torch.inference_mode()
@@ -178,7 +211,9 @@ def check_config(
             out = float_output(backend, mine, x, config.precision, device)
         except Exception as e:  # a missing library is a skip; anything else is a failure to report
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            missing = isinstance(e, ImportError) or (isinstance(e, CycleStreamError) and "pip install" in reason)
+            missing = isinstance(e, ImportError) or (
+                isinstance(e, CycleStreamError) and any(m in reason for m in SKIP_MARKERS)
+            )
             result.status = f"{'skipped' if missing else 'FAILED'}: {reason}"
             return result
         result.errors[label] = relative_l2(out, reference(model, x, device))
@@ -211,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, help="timing per backend and size (default 3, quick 0.2)")
     p.add_argument("--cache-dir", type=Path, help="engine cache to build into (default: a temporary folder)")
     p.add_argument("--no-kernel-tests", action="store_true", help="skip pytest tests/kernels")
+    p.add_argument("--no-native", action="store_true", help="skip the cmake build of the native plugin library")
     args = p.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     spec = GeneratorSpec(ngf=8, n_blocks=2) if args.quick else GeneratorSpec()
@@ -221,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     if not args.no_kernel_tests:
         passed, line = kernel_tests(args.quick)
+        ok &= passed
+        print(line)
+    if not args.no_native:
+        passed, line = native_build()
         ok &= passed
         print(line)
     print(f"backends: {spec.official_name} ngf={spec.ngf} (random N(0, 0.02) weights), batch {args.batch}, {device}")

@@ -3,6 +3,8 @@
 - ``onnx``: the ONNX graph (dynamic batch/height/width; fp32, or fp16 with fp32 instance norms),
   checked under ONNX Runtime on the CPU against eager fp32.  It is also put in the cache, where
   ``--backend onnxruntime`` / ``openvino`` find it, so translating afterwards exports nothing.
+  Beside it, ``NAME.plugins.onnx``: the same graph with each norm (+ ReLU / residual add) as one
+  ``CycleStreamInstanceNorm`` node, for TensorRT with the native plugin library (``trtexec``).
 - ``openvino``: OpenVINO IR (.xml + .bin) converted from that graph, checked with OpenVINO on the
   CPU (fp16 compresses the weights; bf16 is chosen at run time, so its IR is the fp32 one).
 - ``tensorrt``: a TensorRT engine for the ``--shape`` profile, built into the engine cache (where
@@ -22,6 +24,7 @@ from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.backends.cache import ShapeProfile, default_cache_dir, model_digest, onnx_cache_path
 from cyclestream.engine.backends.check import eager_output, model_input, relative_l2, sample_frames
 from cyclestream.engine.backends.export import OPSET, export_onnx
+from cyclestream.engine.backends.onnx_plugins import plugin_onnx_path, write_plugin_onnx
 from cyclestream.engine.checkpoint import LoadedModel, load_model
 from cyclestream.engine.errors import BackendError
 
@@ -98,6 +101,11 @@ def _onnx(model: LoadedModel, out: Path, options: CompileOptions, profile: Shape
     error = relative_l2(torch.from_numpy(y).float(), eager_output(model, x))
     details.append(f"ONNX Runtime (CPU) vs eager fp32 at {x.shape[3]}x{x.shape[2]}: relative L2 error {error:.1e}")
     details.append(f"cached for --backend onnxruntime/openvino: {cached}")
+    plugins = write_plugin_onnx(out, plugin_onnx_path(out))
+    details.append(
+        f"plugin graph ({sum(plugins.fused.values())} fused norms) for TensorRT without Python: {plugins.path} — "
+        f"trtexec --onnx={plugins.path} --staticPlugins=build/libcyclestream_trt_plugins.so --stronglyTyped"
+    )
     return details
 
 

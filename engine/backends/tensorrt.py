@@ -1,6 +1,13 @@
 """TensorRT on NVIDIA GPUs: a serialized engine per (model, shape profile, precision, GPU, TensorRT), cached.
 
-Two ways to build the engine, tried in this order; both give raw engine bytes run by ``EngineRunner``:
+Three ways to build the engine, tried in this order; all give raw engine bytes run by ``EngineRunner``:
+
+- ``aot`` — TensorRT's ONNX parser on the plugin graph (``onnx_plugins``: every norm and its ReLU or
+  residual add as one ``CycleStreamInstanceNorm`` node), with ``libcyclestream_trt_plugins.so``
+  loaded: the C++ IPluginV3 of ``native/tensorrt`` over the Triton kernels compiled ahead of time
+  (``kernels/aot.py``, ``CMakeLists.txt``).  No Python in the engine: ``trtexec`` and C++ programs
+  run it with the library.  Tried only when the library is found (``$CYCLESTREAM_TRT_PLUGINS``, or
+  ``build/`` of a source checkout after ``cmake -S . -B build && cmake --build build``).
 
 - ``plugins`` — torch-tensorrt (dynamo).  The generator's norms are swapped for the fused Triton
   kernels (``cyclestream.kernels.fuse_kernels``: IN+ReLU and IN+residual-add as single custom ops),
@@ -21,13 +28,15 @@ video fits) and the padded frame size, or whatever range ``cyclestream compile -
 Frames of a size outside the profile get another engine (built or found in the cache).
 
 Nothing here could be run where it was written (no GPU): it follows the TensorRT and torch-tensorrt
-documentation; ``benchmarks/gpu_check.py`` builds both variants and checks them against eager.
+documentation; ``benchmarks/gpu_check.py`` builds every variant and checks them against eager.
 """
 
 from __future__ import annotations
 
 import copy
+import ctypes
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,13 +54,17 @@ from cyclestream.engine.backends.cache import (
     store_engine,
 )
 from cyclestream.engine.backends.export import INPUT_NAME, cached_onnx, export_program
+from cyclestream.engine.backends.onnx_plugins import plugin_onnx_path, write_plugin_onnx
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import BackendError
 from cyclestream.engine.frames import from_model_output, to_model_input
 
 log = logging.getLogger("cyclestream")
 
-VARIANTS = ("plugins", "native")
+VARIANTS = ("aot", "plugins", "native")
+PLUGIN_LIBRARY_ENV = "CYCLESTREAM_TRT_PLUGINS"
+PLUGIN_LIBRARY_NAME = "libcyclestream_trt_plugins.so"
+SOURCE_BUILD_DIR = Path(__file__).resolve().parents[2] / "build"  # a source checkout's cmake build folder
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 PLUGIN_OPS = ("cyclestream::instance_norm_act", "cyclestream::instance_norm_residual")
 INSTALL_HINT = "pip install 'cyclestream[gpu]' (tensorrt ≥ 10.7, torch-tensorrt matching your torch)"
@@ -63,6 +76,43 @@ def import_tensorrt() -> Any:
     except ImportError:
         raise BackendError(f"the tensorrt backend needs TensorRT: {INSTALL_HINT}") from None
     return tensorrt
+
+
+def plugin_library() -> Path | None:
+    """The native plugin library: ``$CYCLESTREAM_TRT_PLUGINS``, else ``build/`` of the source checkout."""
+    if value := os.environ.get(PLUGIN_LIBRARY_ENV):
+        path = Path(value)
+        if not path.is_file():
+            raise BackendError(f"{PLUGIN_LIBRARY_ENV}={value} is not a file")
+        return path
+    path = SOURCE_BUILD_DIR / PLUGIN_LIBRARY_NAME
+    return path if path.is_file() else None
+
+
+def default_variants() -> tuple[str, ...]:
+    """Every build variant, ``aot`` only when its plugin library is there."""
+    return VARIANTS if plugin_library() is not None else tuple(v for v in VARIANTS if v != "aot")
+
+
+def load_plugin_library() -> Path:
+    """Load ``libcyclestream_trt_plugins.so`` into the process (idempotent).
+
+    The library registers its creator in TensorRT's global plugin registry when it is loaded, so
+    libnvinfer is loaded first (``import tensorrt``) and the library is opened like trtexec's
+    ``--staticPlugins`` does, not through ``IPluginRegistry.load_library``.
+    """
+    path = plugin_library()
+    if path is None:
+        raise BackendError(
+            f"the aot variant needs {PLUGIN_LIBRARY_NAME}: build it with `cmake -S . -B build && cmake --build "
+            f"build` (TensorRT headers via TENSORRT_ROOT) or set {PLUGIN_LIBRARY_ENV}"
+        )
+    import_tensorrt()
+    try:
+        ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+    except OSError as e:
+        raise BackendError(f"cannot load the TensorRT plugin library {path}: {e}") from None
+    return path
 
 
 def gpu_name(device: torch.device) -> str:
@@ -130,8 +180,25 @@ def build_native(
     model: LoadedModel, profile: ShapeProfile, precision: str, cache_dir: Path, workspace_gib: float = 4.0
 ) -> bytes:
     """Plain TensorRT from the ONNX export, native InstanceNormalization (see the module docstring)."""
-    trt = import_tensorrt()
+    return build_from_onnx(cached_onnx(model, precision, cache_dir), profile, workspace_gib)
+
+
+def build_aot(
+    model: LoadedModel, profile: ShapeProfile, precision: str, cache_dir: Path, workspace_gib: float = 4.0
+) -> bytes:
+    """TensorRT from the plugin graph with the native plugin library loaded (see the module docstring)."""
+    library = load_plugin_library()
     onnx_path = cached_onnx(model, precision, cache_dir)
+    plugin_path = plugin_onnx_path(onnx_path)
+    if not plugin_path.is_file():
+        report = write_plugin_onnx(onnx_path, plugin_path)
+        log.info("plugin graph: %s norms fused (%s); plugins from %s", sum(report.fused.values()), report.path, library)
+    return build_from_onnx(plugin_path, profile, workspace_gib)
+
+
+def build_from_onnx(onnx_path: Path, profile: ShapeProfile, workspace_gib: float = 4.0) -> bytes:
+    """A strongly typed engine from an ONNX file over one optimization profile."""
+    trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
@@ -157,6 +224,8 @@ class EngineRunner:
         trt = import_tensorrt()
         if variant == "plugins":
             register_plugins()  # the engine's plugin layers call back into these
+        elif variant == "aot":
+            load_plugin_library()  # the engine's plugin layers are this library's
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self.engine = self._runtime.deserialize_cuda_engine(data)
@@ -205,14 +274,15 @@ def get_engine(
     precision: str,
     device: torch.device,
     cache_dir: Path,
-    variants: tuple[str, ...] = VARIANTS,
+    variants: tuple[str, ...] | None = None,
     digest: str | None = None,
 ) -> BuiltEngine:
-    """The cached engine for this build, else build it (plugins first, then native) and cache it.
+    """The cached engine for this build, else build it (aot, plugins, native: the first that works), cached.
 
     A variant that fails to build is reported with a warning saying why, and the next one is tried.
     """
     trt = import_tensorrt()
+    variants = variants or default_variants()
     digest, gpu = digest or model_digest(model), gpu_name(device)
 
     def key_for(variant: str) -> EngineKey:
@@ -232,7 +302,9 @@ def get_engine(
         )  # fmt: skip
         t0 = time.perf_counter()
         try:
-            if variant == "plugins":
+            if variant == "aot":
+                data = build_aot(model, profile, precision, cache_dir)
+            elif variant == "plugins":
                 data = build_with_plugins(model, profile, precision, device)
             else:
                 data = build_native(model, profile, precision, cache_dir)
@@ -252,7 +324,7 @@ def get_engine(
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
-    def __init__(self, device: str = "cuda", cache_dir: Path | None = None, variants: tuple[str, ...] = VARIANTS):
+    def __init__(self, device: str = "cuda", cache_dir: Path | None = None, variants: tuple[str, ...] | None = None):
         if device == "cpu":  # the CLI's default device; TensorRT only means the GPU
             device = "cuda"
         if not device.startswith("cuda"):
@@ -260,8 +332,9 @@ class TensorRTBackend(Backend):
         import_tensorrt()
         if not torch.cuda.is_available():
             raise BackendError("the tensorrt backend needs an NVIDIA GPU with CUDA; PyTorch sees none here")
+        variants = variants or default_variants()
         unknown = set(variants) - set(VARIANTS)
-        if unknown or not variants:
+        if unknown:
             raise BackendError(f"unknown TensorRT build variants {sorted(unknown)} (use {', '.join(VARIANTS)})")
         self.device = torch.device(device)
         self.cache_dir = cache_dir or default_cache_dir()

@@ -27,7 +27,8 @@ def test_quick_mode_on_cpu_reports_gpu_parts_as_skipped(capsys: pytest.CaptureFi
     assert load_gpu_check().main(["--quick", "--seconds", "0.05"]) == 0
     out = capsys.readouterr().out
     assert "kernel tests: skipped (no CUDA device)" in out
+    assert "native build: skipped (no CUDA device)" in out
     assert "| eager | fp32 |" in out  # the CPU baseline ran
     rows = [line for line in out.splitlines() if line.startswith("| tensorrt")]
-    assert len(rows) == 3 and all("skipped: no CUDA device" in row for row in rows)
+    assert len(rows) == 5 and all("skipped: no CUDA device" in row for row in rows)
     assert "gpu_check: all checks passed" in out

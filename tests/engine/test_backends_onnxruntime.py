@@ -121,7 +121,11 @@ def test_compile_onnx_then_translate_reuses_the_graph(
     assert main(["-q", "compile", str(tiny_model), "--target", "onnx", "--shape", "1x3x48x64", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "InstanceNormalization" in printed and "relative L2 error" in printed
-    assert onnx_op_counts(out)["InstanceNormalization"] == count_instance_norms(load_model(tiny_model).generator)
+    norms = count_instance_norms(load_model(tiny_model).generator)
+    assert onnx_op_counts(out)["InstanceNormalization"] == norms
+    plugin_graph = tmp_path / "tiny.plugins.onnx"  # for trtexec with the native plugin library
+    assert f"plugin graph ({norms} fused norms)" in printed and str(plugin_graph) in printed
+    assert onnx_op_counts(plugin_graph)["CycleStreamInstanceNorm"] == norms
     # translate must take the compiled graph from the cache, not export again
     import cyclestream.engine.backends.export as export
 

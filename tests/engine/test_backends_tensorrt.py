@@ -72,13 +72,34 @@ def test_plugin_graph_is_exportable_over_a_dynamic_profile() -> None:
         assert relative_l2(module(x), eager_output(model, x)) < TOLERANCE["fp32"]
 
 
+def test_aot_variant_is_offered_only_with_the_plugin_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cyclestream.engine.backends.tensorrt as trt_backend
+
+    monkeypatch.delenv(trt_backend.PLUGIN_LIBRARY_ENV, raising=False)
+    monkeypatch.setattr(trt_backend, "SOURCE_BUILD_DIR", tmp_path / "build")
+    assert trt_backend.plugin_library() is None
+    assert trt_backend.default_variants() == ("plugins", "native")
+    with pytest.raises(BackendError, match=r"cmake -S \. -B build"):
+        trt_backend.load_plugin_library()
+    built = tmp_path / "build" / trt_backend.PLUGIN_LIBRARY_NAME  # as `cmake --build build` leaves it
+    built.parent.mkdir()
+    built.write_bytes(b"\x7fELF")
+    assert trt_backend.plugin_library() == built
+    assert trt_backend.default_variants() == ("aot", "plugins", "native")
+    monkeypatch.setenv(trt_backend.PLUGIN_LIBRARY_ENV, str(tmp_path / "missing.so"))
+    with pytest.raises(BackendError, match="is not a file"):
+        trt_backend.plugin_library()
+
+
 @needs_gpu
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["plugins", "native"])
+@pytest.mark.parametrize("variant", ["aot", "plugins", "native"])
 @pytest.mark.parametrize("precision", ["fp16", "fp32"])
 def test_engine_matches_eager_and_is_cached(variant: str, precision: str, tmp_path: Path) -> None:
-    from cyclestream.engine.backends.tensorrt import TensorRTBackend
+    from cyclestream.engine.backends.tensorrt import TensorRTBackend, plugin_library
 
+    if variant == "aot" and plugin_library() is None:
+        pytest.skip("libcyclestream_trt_plugins.so is not built (cmake -S . -B build && cmake --build build)")
     model = random_model(SPEC)
     backend = TensorRTBackend("cuda", tmp_path, variants=(variant,))
     backend.prepare(model, FrameShape(2, 48, 64), precision)  # type: ignore[arg-type]
@@ -104,6 +125,7 @@ def test_engine_build_falls_back_to_native_with_a_warning_and_is_cached(
 
     monkeypatch.setattr(trt_backend, "import_tensorrt", lambda: SimpleNamespace(__version__="10.13.0"))
     monkeypatch.setattr(trt_backend, "gpu_name", lambda device: "Fake GPU (sm_89)")
+    monkeypatch.setattr(trt_backend, "plugin_library", lambda: None)  # no native plugin library: no aot variant
     calls: list[str] = []
 
     def plugins(*args: object) -> bytes:
