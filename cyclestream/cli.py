@@ -332,9 +332,10 @@ def _add_data(sub: Any) -> None:
     p = sub.add_parser("data", help="build data: a two-style emoji dataset, the demo clip")
     kinds = p.add_subparsers(dest="data_command", required=True, metavar="KIND")
     e = kinds.add_parser("emoji", help="unpaired emoji dataset in two styles (trainA/B shuffled, testA/B paired)")
-    e.add_argument("--from", dest="source", choices=EMOJI_STYLES, default="twemoji",
-                   help="domain A style (default twemoji)")
-    e.add_argument("--to", dest="target", choices=EMOJI_STYLES, default="noto", help="domain B style (default noto)")
+    e.add_argument("--from", dest="source", choices=EMOJI_STYLES, default="openmoji",
+                   help="domain A style (default openmoji, the bundled model's input)")
+    e.add_argument("--to", dest="target", choices=EMOJI_STYLES, default="twemoji",
+                   help="domain B style (default twemoji)")
     e.add_argument("--out", type=Path, required=True, help="dataset folder to create")
     e.add_argument("--size", type=_positive, default=128, help="square image side in pixels (default 128)")
     e.add_argument("--test-fraction", type=float, default=0.1, help="share of emoji held out as pairs (default 0.1)")
@@ -344,7 +345,8 @@ def _add_data(sub: Any) -> None:
     e.set_defaults(func=_cmd_data_emoji)
     c = kinds.add_parser("demo-clip", help="render the demo clip: moving emoji with a sound track")
     c.add_argument("--out", type=Path, default=DEMO_CLIP, help=f"output .mp4 (default {DEMO_CLIP})")
-    c.add_argument("--style", choices=EMOJI_STYLES, default="twemoji", help="emoji style (default twemoji)")
+    c.add_argument("--style", choices=EMOJI_STYLES, default="openmoji",
+                   help="emoji style (default openmoji, what the bundled model translates from)")
     c.add_argument("--seconds", type=float, default=6.0, help="length (default 6)")
     c.add_argument("--size", type=parse_size, default=(256, 256), help="WxH, even sides (default 256x256)")
     c.add_argument("--fps", type=_positive, default=12, help="frames per second (default 12)")

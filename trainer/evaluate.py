@@ -152,6 +152,7 @@ class EvaluationReport:
     seconds: float
     grid: Path | None = None
     domains: dict[str, str] = field(default_factory=dict)
+    mean_target: Scores | None = None  # the mean training target image, the same for every input
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -164,6 +165,10 @@ class EvaluationReport:
             "backend": self.backend,
             "translated": {"psnr": round(self.translated.psnr, 4), "ssim": round(self.translated.ssim, 5)},
             "identity": {"psnr": round(self.identity.psnr, 4), "ssim": round(self.identity.ssim, 5)},
+            "mean_target": (
+                {"psnr": round(self.mean_target.psnr, 4), "ssim": round(self.mean_target.ssim, 5)}
+                if self.mean_target else None
+            ),
             "psnr_cap": PSNR_CAP,
             "seconds": round(self.seconds, 3),
             "grid": str(self.grid) if self.grid else None,
@@ -199,6 +204,27 @@ def _translate_all(model: LoadedModel, inputs: list[np.ndarray], run: RunOptions
     return outputs, describe
 
 
+def mean_target_image(data: Path, direction: Direction, size: tuple[int, int]) -> np.ndarray | None:
+    """The pixelwise mean of the training targets (trainB for AtoB) at ``size`` (w, h), or None.
+
+    A constant prediction that knows the target style's average picture and nothing of the input:
+    a model that learned the style must beat it as well as the identity.
+    """
+    folder = data / ("trainB" if direction == "AtoB" else "trainA")
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and is_image(p)) if folder.is_dir() else []
+    if not paths:
+        return None
+    total = np.zeros((size[1], size[0], 3))
+    for path in paths:
+        total += load_rgb(path, size)
+    return (total / len(paths)).round().astype(np.uint8)
+
+
+def _scores(outputs: list[np.ndarray], targets: list[np.ndarray]) -> Scores:
+    return Scores(_mean([psnr(o, y) for o, y in zip(outputs, targets, strict=True)]),
+                  _mean([ssim(o, y) for o, y in zip(outputs, targets, strict=True)]))
+
+
 def evaluate(model_path: str | os.PathLike[str], data: str | os.PathLike[str],
              options: EvaluateOptions | None = None) -> EvaluationReport:
     """Translate the held-out inputs with the model and score them against their targets."""
@@ -209,15 +235,19 @@ def evaluate(model_path: str | os.PathLike[str], data: str | os.PathLike[str],
     inputs = [load_rgb(src, options.run.size) for _name, src, _dst in pairs]
     targets = [load_rgb(dst, (x.shape[1], x.shape[0])) for (_n, _s, dst), x in zip(pairs, inputs, strict=True)]
     outputs, describe = _translate_all(model, inputs, options.run, options.progress)
-    translated = Scores(_mean([psnr(o, y) for o, y in zip(outputs, targets, strict=True)]),
-                        _mean([ssim(o, y) for o, y in zip(outputs, targets, strict=True)]))
-    identity = Scores(_mean([psnr(x, y) for x, y in zip(inputs, targets, strict=True)]),
-                      _mean([ssim(x, y) for x, y in zip(inputs, targets, strict=True)]))
+    translated, identity = _scores(outputs, targets), _scores(inputs, targets)
+    means: dict[tuple[int, int], np.ndarray | None] = {}
+    for y in targets:
+        size = (y.shape[1], y.shape[0])
+        if size not in means:
+            means[size] = mean_target_image(Path(data), options.direction, size)
+    constant = [means[(y.shape[1], y.shape[0])] for y in targets]
+    mean_target = None if any(m is None for m in constant) else _scores(constant, targets)  # type: ignore[arg-type]
     info = read_dataset_info(data)
     domains = info.get("domains") if isinstance(info.get("domains"), dict) else {}
     report = EvaluationReport(
         Path(model_path), Path(data), options.direction, len(pairs), (inputs[0].shape[1], inputs[0].shape[0]),
-        describe, translated, identity, 0.0, domains=domains,
+        describe, translated, identity, 0.0, domains=domains, mean_target=mean_target,
     )
     if options.grid is not None and options.grid_examples > 0:
         picks = np.linspace(0, len(pairs) - 1, min(options.grid_examples, len(pairs))).round().astype(int)
@@ -267,8 +297,10 @@ def format_report(report: EvaluationReport) -> str:
         f"{report.size[0]}x{report.size[1]}, {report.backend}, {report.seconds:.1f} s",
         f"  {'':22}{'PSNR (dB)':>10}{'SSIM':>9}",
         f"  {'identity (input)':22}{report.identity.psnr:>10.2f}{report.identity.ssim:>9.4f}",
-        f"  {'translated':22}{report.translated.psnr:>10.2f}{report.translated.ssim:>9.4f}",
     ]
+    if report.mean_target:
+        lines.append(f"  {'mean target image':22}{report.mean_target.psnr:>10.2f}{report.mean_target.ssim:>9.4f}")
+    lines.append(f"  {'translated':22}{report.translated.psnr:>10.2f}{report.translated.ssim:>9.4f}")
     if report.grid:
         lines.append(f"grid {report.grid} (rows: input | translated | target)")
     return "\n".join(lines)
@@ -284,6 +316,7 @@ __all__ = [
     "format_report",
     "gaussian_kernel",
     "gaussian_window",
+    "mean_target_image",
     "psnr",
     "save_grid",
     "ssim",

@@ -21,6 +21,7 @@ from cyclestream.trainer.evaluate import (
     find_pairs,
     format_report,
     gaussian_window,
+    mean_target_image,
     psnr,
     ssim,
 )
@@ -160,7 +161,21 @@ def test_real_model_end_to_end(paired: Path, tiny_model: Path, tmp_path: Path) -
     assert np.array_equal(cells[row_top[0] : row_top[0] + SIZE, right : right + SIZE], first_input)
     text = format_report(report)
     assert "identity (input)" in text and "translated" in text and "twemoji → noto" in text
+    assert report.mean_target is None and "mean target" not in text  # no trainB folder
     json.dumps(report.to_dict(), allow_nan=False)
+
+
+def test_mean_training_target_is_a_second_baseline(paired: Path, tiny_model: Path) -> None:
+    (paired / "trainB").mkdir()
+    constant = np.full((SIZE, SIZE, 3), 40, np.uint8)
+    for i, value in enumerate((20, 60)):  # mean 40 everywhere
+        Image.fromarray(np.full((SIZE, SIZE, 3), value, np.uint8)).save(paired / "trainB" / f"t{i}.png")
+    assert np.array_equal(mean_target_image(paired, "AtoB", (SIZE, SIZE)), constant)
+    report = evaluate(tiny_model, paired, EvaluateOptions(progress=False))
+    targets = [np.asarray(Image.open(paired / "testB" / f"e{i}.png")) for i in range(5)]
+    assert report.mean_target is not None
+    assert report.mean_target.psnr == pytest.approx(np.mean([psnr(constant, y) for y in targets]), abs=1e-6)
+    assert "mean target image" in format_report(report) and report.to_dict()["mean_target"]["psnr"] > 0
 
 
 def test_batched_run_gives_the_same_scores(paired: Path, tiny_model: Path) -> None:

@@ -1,6 +1,6 @@
 """The bundled demo clip: emoji of the source style moving, zooming and turning over white, with sound.
 
-``make_demo_clip(out, options)`` draws a few emoji in one style (Twemoji by default: the style the
+``make_demo_clip(out, options)`` draws a few emoji in one style (OpenMoji by default: the style the
 bundled model translates from) on a white background, each on its own path with its own zoom and
 rotation, and encodes them with PyAV as H.264 (libx264, yuv420p) in MP4 with an AAC track: a soft
 chord made with numpy, there so that ``cyclestream demo`` shows audio passing through untouched.
@@ -33,7 +33,7 @@ CHORD_HZ = (130.81, 261.63, 329.63, 392.00)  # C3 + C major triad
 
 @dataclass(frozen=True)
 class DemoClipOptions:
-    style: str = "twemoji"
+    style: str = "openmoji"
     seconds: float = 6.0
     size: tuple[int, int] = (256, 256)  # (width, height); both even for 4:2:0
     fps: int = 12
