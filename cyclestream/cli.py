@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -460,8 +461,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NON_TTY_PROGRESS_SECONDS = "15"  # progress bars written to a log file or CI: a line every 15 s, not every update
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_MININTERVAL", NON_TTY_PROGRESS_SECONDS)  # tqdm reads TQDM_* defaults
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="cyclestream: %(levelname)s: %(message)s" if args.verbose else "cyclestream: %(message)s",

@@ -51,8 +51,10 @@ class PipelineStats:
     def fps(self) -> float:
         return self.frames / self.wall if self.wall > 0 else 0.0
 
-    def latency_ms(self, q: float) -> float:
-        return float(np.percentile(self.latencies, q) * 1000) if self.latencies else 0.0
+    def latency_ms(self, q: float, recent: int | None = None) -> float:
+        """The q-th percentile of frame latency in ms, over all frames or the last ``recent``."""
+        window = self.latencies[-recent:] if recent else self.latencies
+        return float(np.percentile(window, q) * 1000) if window else 0.0
 
     def summary(self) -> dict[str, object]:
         return {

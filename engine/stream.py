@@ -149,8 +149,7 @@ class _StatsPrinter:
         st = self.pipeline.stats
         wall = max(st.wall, 1e-9)
         stages = " ".join(f"{s.name} {1000 * s.busy / max(1, s.items):.0f}ms" for s in list(st.stages.values()))
-        recent = st.latencies[-200:]
-        p = [float(torch.tensor(recent).quantile(q)) * 1000 if recent else 0.0 for q in (0.5, 0.95, 0.99)]
+        p = [st.latency_ms(q, recent=200) for q in (50, 95, 99)]
         return (
             f"in {self.source.captured / wall:5.1f} fps | out {st.frames / wall:5.1f} fps | "
             f"dropped {self.source.captured - st.frames} | latency p50 {p[0]:.0f} p95 {p[1]:.0f} "
