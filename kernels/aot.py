@@ -212,11 +212,15 @@ def _c_arch_source(images: Sequence[Image], tag: str) -> str:
 
 def write_sources(images_by_tag: dict[str, list[Image]], out: Path) -> list[Path]:
     """``cs_kernel_images.h``, one ``cs_kernel_images_<tag>.c`` per tag, and the table in ``..._table.c``."""
-    import triton
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        triton_version = version("triton")
+    except PackageNotFoundError:
+        triton_version = "not installed"
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "cs_kernel_images.h"]
-    written[0].write_text(HEADER.format(triton=triton.__version__, tile=TILE, max_tiles=MAX_TILES))
+    written[0].write_text(HEADER.format(triton=triton_version, tile=TILE, max_tiles=MAX_TILES))
     names: list[str] = []
     for tag, images in images_by_tag.items():
         path = out / f"cs_kernel_images_{tag}.c"
