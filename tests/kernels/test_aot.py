@@ -180,3 +180,14 @@ def test_cmake_configures_and_builds_what_this_machine_can(tmp_path: Path) -> No
         assert re.search(rf"\b[TDR] {name}$", symbols, re.M), name
     if trt:
         assert (build / "libcyclestream_trt_plugins.so").exists()
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
+def test_cmake_configure_without_cuda_succeeds_and_says_what_it_skips(tmp_path: Path) -> None:
+    configure = _cmake(
+        "-S", str(ROOT), "-B", str(tmp_path / "build"), "-DCMAKE_DISABLE_FIND_PACKAGE_CUDAToolkit=ON",
+        f"-DPython3_EXECUTABLE={sys.executable}", cwd=tmp_path,
+    )  # fmt: skip
+    assert configure.returncode == 0, configure.stderr
+    assert "cyclestream: skipping all native parts: CUDA toolkit not found" in configure.stdout
+    assert not list((tmp_path / "build").glob("*.a"))
