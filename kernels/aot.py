@@ -52,6 +52,13 @@ class Variant:
     block_t: int = 0
     block_r: int = 0
 
+    @property
+    def param_bytes(self) -> list[int]:
+        """Size of each kernel parameter as the compiled kernel takes them: the signature's arguments
+        (pointers 8, i32/fp32 4, i64 8), then Triton's two scratch pointers."""
+        sizes = {"i32": 4, "fp32": 4, "i64": 8}
+        return [8 if t.startswith("*") else sizes[t] for t in self.signature.values()] + [8, 8]
+
 
 def _row_args() -> dict[str, str]:
     return {"C": "i32", "HW": "i32", "s_n": "i64", "s_c": "i32", "s_hw": "i32", "n_cblocks": "i32"}
@@ -114,7 +121,6 @@ class Image:
     symbol: str
     data: bytes
     shared: int
-    n_args: int  # kernel parameters, including Triton's two scratch pointers
 
 
 def _kernels() -> object:
@@ -146,7 +152,7 @@ def compile_variant(variant: Variant, sm: int, *, ptx: bool = False) -> Image:
     if meta.shared > 48 * 1024:
         raise RuntimeError(f"{variant.kernel} needs {meta.shared} B of shared memory (the launcher allows 48 KiB)")
     data = compiled.asm["ptx"].encode() + b"\0" if ptx else compiled.asm["cubin"]
-    return Image(variant, sm, ptx, meta.name, data, meta.shared, len(variant.signature) + 2)
+    return Image(variant, sm, ptx, meta.name, data, meta.shared)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -204,7 +210,7 @@ def _c_arch_source(images: Sequence[Image], tag: str) -> str:
         parts.append(f"static const unsigned char {name}_data[{len(img.data)}] = {{\n  {_c_bytes(img.data)}\n}};")
         parts.append(
             f"const cs_kernel_image {name} = {{{ROLES[v.role]}, {v.dtype}, {v.act}, {v.has_skip}, {v.block_t}, "
-            f"{v.block_r}, {img.sm}, {int(img.is_ptx)}, {v.num_warps}, {img.shared}, {img.n_args}, "
+            f"{v.block_r}, {img.sm}, {int(img.is_ptx)}, {v.num_warps}, {img.shared}, {len(v.param_bytes)}, "
             f'"{img.symbol}", {name}_data, sizeof({name}_data)}};'
         )
     return "\n".join(parts) + "\n"

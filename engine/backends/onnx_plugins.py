@@ -46,7 +46,6 @@ class _Graph:
     def __init__(self, graph: Any) -> None:
         from onnx import numpy_helper
 
-        self.graph = graph
         self.producer = {out: node for node in graph.node for out in node.output}
         self.consumers: dict[str, list[Any]] = {}
         for node in graph.node:

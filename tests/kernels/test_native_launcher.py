@@ -58,7 +58,7 @@ def _placeholder_images() -> dict[str, list[aot.Image]]:
     """What ``aot.build`` would give for sm_80, sm_90 and the sm_80 PTX, with stand-in bytes."""
     def image(variant: aot.Variant, sm: int, ptx: bool) -> aot.Image:
         data = f"{'ptx' if ptx else 'cubin'} sm_{sm} {variant.kernel}".encode() + b"\0"
-        return aot.Image(variant, sm, ptx, variant.kernel, data, FAKE_SHARED, len(variant.signature) + 2)
+        return aot.Image(variant, sm, ptx, variant.kernel, data, FAKE_SHARED)
 
     images = {f"sm{sm}": [image(v, sm, False) for v in aot.variants()] for sm in (80, 90)}
     images["ptx80"] = [image(v, 80, True) for v in aot.variants()]
@@ -87,8 +87,7 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
     library.fake_get_launch.restype = ctypes.POINTER(Launch)
     for role, code in ROLES.items():
         variant = next(v for v in aot.variants() if v.role == role)
-        sizes = [8 if t.startswith("*") else 4 if t in ("i32", "fp32") else 8 for t in variant.signature.values()]
-        sizes += [8, 8]  # Triton's two scratch pointers
+        sizes = variant.param_bytes
         library.fake_set_param_sizes(code, (ctypes.c_int * len(sizes))(*sizes), len(sizes))
     return library
 
