@@ -15,3 +15,7 @@ class MediaError(CycleStreamError):
 
 class BackendError(CycleStreamError):
     """A backend that cannot be prepared or run here."""
+
+
+class OutputError(CycleStreamError):
+    """An output that must not or cannot be written: it is the input, its folder is not writable, the disk is full."""

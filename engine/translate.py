@@ -14,21 +14,25 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.backends import Backend, FrameShape, Precision, create_backend
+from cyclestream.engine.backends.fit import check_frame_fits
 from cyclestream.engine.checkpoint import LoadedModel, load_model
-from cyclestream.engine.errors import MediaError
-from cyclestream.engine.images import load_rgb, save_rgb
+from cyclestream.engine.errors import MediaError, OutputError
+from cyclestream.engine.images import check_writable, find_images, output_format, read_picture, write_picture
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.probe import is_image
 from cyclestream.engine.media.sinks import EncodeOptions, VideoFileSink, check_video_codec
 from cyclestream.engine.media.sources import VideoFileSource
+from cyclestream.engine.paths import check_not_input
 from cyclestream.engine.pipeline import FILE_POLICY, Pipeline
 from cyclestream.engine.preview import PreviewCollector, preview_indices, save_preview
 from cyclestream.engine.stats import PipelineStats
+from cyclestream.engine.temporal import make_stabiliser
 
 log = logging.getLogger("cyclestream")
 
@@ -51,6 +55,7 @@ class TranslateOptions:
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     preview: Path | None = None  # where to write the side-by-side PNG; None: no preview
     progress: bool = True
+    temporal: str = "off"  # --temporal: off (per-frame, the library default), on, blend, flow
 
 
 @dataclass
@@ -69,6 +74,7 @@ class TranslateReport:
 
 
 def prepare_backend(model: LoadedModel, options: RunOptions, height: int, width: int) -> Backend:
+    check_frame_fits(model.spec, options.batch_size, height, width, options.precision, options.device)
     backend = create_backend(options.backend, options.device, options.kernels)
     backend.prepare(model, FrameShape(options.batch_size, height, width), options.precision)
     log.info("backend: %s", backend.describe())
@@ -88,11 +94,15 @@ def translate_video(
     output = Path(output_path)
     check_video_codec(options.encode.codec)
     source = VideoFileSource(input_path, size=options.run.size)
-    info = source.info
-    width, height = source.frame_size
-    backend = prepare_backend(model, options.run, height, width)
+    try:
+        info = source.frame_info  # decodes the first frame: upright size, colour tags
+        backend = prepare_backend(model, options.run, info.height, info.width)
+    except BaseException:
+        source.close()
+        raise
     preview = PreviewCollector(preview_indices(info.expected_frames)) if options.preview else None
     pipeline = Pipeline(backend, options.run.batch_size, FILE_POLICY)
+    stabilise = make_stabiliser(options.temporal)
     try:
         with (
             atomic_output(output) as tmp,
@@ -100,15 +110,11 @@ def translate_video(
                 total=info.expected_frames or None, unit="frame", desc=output.name, disable=not options.progress
             ) as bar,
         ):
-            sink = VideoFileSink(
-                tmp,
-                dataclasses.replace(info, width=width, height=height),
-                source.audio_streams,
-                options.encode,
-                output.name,
-            )
+            sink = VideoFileSink(tmp, info, source.passthrough, options.encode, str(output))
 
             def write(frame: TranslatedFrame) -> None:
+                if stabilise is not None:
+                    frame = TranslatedFrame(stabilise(frame.source.image, frame.image), frame.source)
                 sink.write(frame)
                 if preview:
                     preview.offer(frame)
@@ -116,6 +122,7 @@ def translate_video(
 
             try:
                 stats = pipeline.run(source.frames(), write)
+                sink.mux_side(source.trailing_packets)
                 sink.close()
             except BaseException:
                 sink.abort()
@@ -124,24 +131,42 @@ def translate_video(
         source.close()
         backend.close()
     report = TranslateReport(output, stats.frames, stats.wall, backend.describe(), stats=stats)
-    if (damage := source.damage_report()) is not None:
-        report.warnings.append(damage)
+    report.warnings += [note for note in (source.damage_report(), sink.timestamp_note(str(input_path))) if note]
+    report.warnings += source.notes()
     if preview and preview.pairs and options.preview:
         report.preview = save_preview(preview.pairs, options.preview)
     return report
 
 
+class ImagesFailed(MediaError):
+    """Some images of a folder could not be translated; the others were written.  ``report`` says what was
+    written, with one warning line per failed image."""
+
+    def __init__(self, report: TranslateReport, failed: int, total: int) -> None:
+        super().__init__(f"{failed} of {total} images could not be translated (listed above); "
+                         f"the other {total - failed} were written to {report.output}")
+        self.report = report
+
+
 def _image_jobs(input_path: Path, output: Path) -> list[tuple[Path, Path]]:
     if input_path.is_dir():
-        files = sorted(p for p in input_path.rglob("*") if p.is_file() and is_image(p))
-        if not files:
-            raise MediaError(f"no images in folder {input_path}")
         if output.exists() and not output.is_dir():
             raise MediaError(f"input is a folder, so the output must be a folder too: {output}")
+        files = find_images(input_path, exclude=output)
+        if not files:
+            raise MediaError(f"no images in folder {input_path}")
         return [(p, output / p.relative_to(input_path)) for p in files]
     if output.is_dir():
         return [(input_path, output / input_path.name)]
     return [(input_path, output)]
+
+
+def _summary(losses: dict[str, list[str]]) -> list[str]:
+    """One line per thing not kept, naming the files: 'EXIF not kept (BMP cannot hold it): a.bmp, b.bmp'."""
+    return [
+        f"{what}: {', '.join(names[:3])}" + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        for what, names in losses.items()
+    ]
 
 
 def translate_images(
@@ -150,24 +175,57 @@ def translate_images(
     model: LoadedModel,
     options: TranslateOptions,
 ) -> TranslateReport:
-    """One image, or every image below a folder (same relative names in the output folder)."""
-    jobs = _image_jobs(Path(input_path), Path(output_path))
+    """One image, or every image below a folder (same relative names in the output folder).  Animations
+    (GIF, WebP, APNG) are translated frame by frame and written back as animations.  In a folder an image
+    that fails does not stop the others: they are written, then :class:`ImagesFailed` lists the failures.
+    Ctrl-C in a folder job adds a note to the KeyboardInterrupt saying how many images were written."""
+    output = Path(output_path)
+    jobs = _image_jobs(Path(input_path), output)
+    for _src, dst in jobs:
+        output_format(dst)  # a suffix no image format has fails before any work
     backends: dict[tuple[int, int], Backend] = {}  # one prepared backend per image size
-    seconds = 0.0
+    seconds, frames, written = 0.0, 0, 0
+    losses: dict[str, list[str]] = {}
+    failures: list[str] = []
+
+    def run(image: np.ndarray) -> np.ndarray:
+        nonlocal seconds
+        key = (image.shape[0], image.shape[1])
+        if key not in backends:
+            backends[key] = prepare_backend(model, dataclasses.replace(options.run, batch_size=1), *key)
+        t0 = time.perf_counter()
+        out = backends[key].run(torch.from_numpy(image[None].copy()))[0].numpy()
+        seconds += time.perf_counter() - t0
+        return out
+
     try:
         for src, dst in tqdm(jobs, unit="image", disable=not options.progress or len(jobs) < 2):
-            image = load_rgb(src, options.run.size)
-            key = (image.shape[0], image.shape[1])
-            if key not in backends:
-                backends[key] = prepare_backend(model, dataclasses.replace(options.run, batch_size=1), *key)
-            t0 = time.perf_counter()
-            out = backends[key].run(torch.from_numpy(image[None].copy()))[0].numpy()
-            seconds += time.perf_counter() - t0
-            save_rgb(out, dst)
+            try:
+                picture = read_picture(src, options.run.size)
+                check_writable(picture, dst)
+                lost = picture.lost + write_picture(picture.with_frames([run(f) for f in picture.frames]), dst)
+            except (MediaError, OutputError) as e:
+                if len(jobs) == 1:
+                    raise
+                failures.append(str(e) if str(src) in str(e) else f"{src}: {e}")
+                continue
+            for what in lost:
+                losses.setdefault(what, []).append(src.name)
+            frames += len(picture.frames)
+            written += 1
+    except KeyboardInterrupt as e:
+        if written:
+            e.add_note(f"wrote {written} of {len(jobs)} images to {output} before stopping, each complete "
+                       f"(the other {len(jobs) - written} were not written)")
+        raise
     finally:
         for backend in backends.values():
             backend.close()
-    return TranslateReport(Path(output_path), len(jobs), seconds, next(iter(backends.values())).describe())
+    described = next(iter(backends.values())).describe() if backends else "no backend prepared"
+    report = TranslateReport(output, frames, seconds, described, warnings=_summary(losses) + failures)
+    if failures:
+        raise ImagesFailed(report, len(failures), len(jobs))
+    return report
 
 
 def translate(
@@ -180,6 +238,7 @@ def translate(
     src = Path(input_path)
     if not src.exists():
         raise MediaError(f"input not found: {src}")
+    check_not_input(src, output_path)
     model = load_model(model_path)
     if src.is_dir() or is_image(src):
         return translate_images(src, output_path, model, options)

@@ -11,8 +11,10 @@ from typing import Any
 import av
 
 from cyclestream.engine.errors import MediaError
+from cyclestream.engine.media.colour import ColourTags
+from cyclestream.engine.media.passthrough import main_video_stream
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset({".png", ".apng", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,9 @@ class VideoInfo:
     frames: int  # from the container; 0 when it does not say
     duration: float | None  # seconds
     audio_streams: int
+    video_index: int = 0  # which of the container's video streams is translated (cover art is skipped)
+    colour: ColourTags | None = None  # set by a source once it has decoded a frame
+    sample_aspect_ratio: Fraction | None = None
 
     @property
     def expected_frames(self) -> int:
@@ -65,7 +70,7 @@ def open_input(
 def describe(container: Any) -> VideoInfo:
     if not container.streams.video:
         raise MediaError(f"{container.name} has no video stream")
-    stream = container.streams.video[0]
+    stream = main_video_stream(container)
     ctx = stream.codec_context
     if not ctx.width or not ctx.height:
         raise MediaError(f"{container.name}: the video stream has no frame size (damaged header?)")
@@ -83,6 +88,7 @@ def describe(container: Any) -> VideoInfo:
         frames=stream.frames or 0,
         duration=duration,
         audio_streams=len(container.streams.audio),
+        video_index=list(container.streams.video).index(stream),
     )
 
 

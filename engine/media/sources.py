@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import os
 import time
@@ -9,19 +11,25 @@ from collections.abc import Iterator
 from typing import Any
 
 import av
+import numpy as np
 
 from cyclestream.engine.errors import MediaError
+from cyclestream.engine.media.colour import ColourTags
 from cyclestream.engine.media.frame import VideoFrame
+from cyclestream.engine.media.passthrough import Passthrough, is_attached_picture
 from cyclestream.engine.media.probe import VideoInfo, describe, open_input
 
 log = logging.getLogger("cyclestream")
 
 
 class VideoFileSource:
-    """Every frame of a file's first video stream, in presentation order, plus its audio packets.
+    """Every frame of a file's main video stream, in presentation order, upright and converted to RGB
+    with the input's colour matrix and range, plus the packets of every other stream.
 
-    Damage is survived, not hidden: packets that fail to decode are skipped and counted, a demuxer
-    error ends reading like end-of-file, and ``damage_report()`` says what was lost.
+    The first frame is decoded before reading starts (``first``): it fixes the geometry (the display
+    matrix's rotation is applied, so frames reach the model upright), the colour tags and the frame
+    size.  Damage is survived, not hidden: packets that fail to decode are skipped and counted, a
+    demuxer error ends reading like end-of-file, and ``damage_report()`` says what was lost.
     """
 
     def __init__(
@@ -33,6 +41,7 @@ class VideoFileSource:
         timeout: float | tuple[float, float] | None = None,
         audio: bool = True,
     ) -> None:
+        """``audio=False`` reads the video stream alone (live sources); else every other stream rides along."""
         self.path = str(path)
         self.container = open_input(path, options, format, timeout)
         try:
@@ -40,20 +49,73 @@ class VideoFileSource:
         except MediaError:
             self.container.close()
             raise
-        self.video = self.container.streams.video[0]
+        self.video = self.container.streams.video[self.info.video_index]
         self.video.thread_type = "AUTO"  # frame + slice threads in the decoder
-        self.audio_streams: list[Any] = list(self.container.streams.audio) if audio else []
+        self._sample_aspect_ratio = self.video.sample_aspect_ratio  # read now: streams die with the container
+        self.passthrough = Passthrough.of(self.container, self.video) if audio else Passthrough()
         self.decoded = 0
         self.decode_errors = 0
         self.read_error: str | None = None
-        self.frame_size: tuple[int, int] = size or (self.info.width, self.info.height)  # (width, height)
+        self.trailing_packets: list[Any] = []  # packets after the last video frame (audio outlasting video)
+        self.size_changes: list[str] = []  # "WxH from frame N" each time the coded size changes
+        self._coded_size: tuple[int, int] | None = None
+        self._size = size
+        self._raw = self._raw_frames()
+
+    @functools.cached_property
+    def first(self) -> av.VideoFrame | None:
+        """The first decodable frame (decoded now, yielded first by ``frames()``); None if there is none."""
+        self._peeked = next(self._raw, None)
+        return self._peeked[0] if self._peeked else None
+
+    @functools.cached_property
+    def quarter_turns(self) -> int:
+        """Counter-clockwise quarter turns that make the picture upright (from the display matrix)."""
+        first = self.first
+        return round((first.rotation if first is not None else 0) / 90) % 4
+
+    @functools.cached_property
+    def colour(self) -> ColourTags | None:
+        return ColourTags.of_frame(self.first) if self.first is not None else None
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the frames this source yields: upright, or ``size`` if one was asked for."""
+        if self._size is not None:
+            return self._size
+        first = self.first
+        w, h = (first.width, first.height) if first is not None else (self.info.width, self.info.height)
+        return (h, w) if self.quarter_turns % 2 else (w, h)
+
+    @property
+    def frame_info(self) -> VideoInfo:
+        """The stream as the frames leave this source: upright size, colour tags, pixel aspect."""
+        sar = self._sample_aspect_ratio
+        if sar and self.quarter_turns % 2:
+            sar = 1 / sar
+        width, height = self.frame_size
+        return dataclasses.replace(self.info, width=width, height=height, colour=self.colour,
+                                   sample_aspect_ratio=sar if self._size is None else None)
+
+    def _image(self, frame: av.VideoFrame) -> np.ndarray:
+        width, height = self.frame_size
+        turns = self.quarter_turns
+        if turns % 2:
+            width, height = height, width  # scale before turning
+        if (frame.width, frame.height) != self._coded_size:
+            if self._coded_size is not None:
+                self.size_changes.append(f"{frame.width}x{frame.height} from frame {self.decoded}")
+            self._coded_size = (frame.width, frame.height)
+        tags = self.colour or ColourTags.of_frame(frame)
+        image = tags.to_rgb(frame, width, height)
+        return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
     def _frame(self, frame: av.VideoFrame, side: list[Any]) -> VideoFrame:
         pts = frame.pts
         if pts is None and self.info.average_rate:  # rare: raw streams without timestamps
             pts = round(self.decoded / self.info.average_rate / self.info.time_base)
         out = VideoFrame(
-            image=frame.to_ndarray(format="rgb24", width=self.frame_size[0], height=self.frame_size[1]),
+            image=self._image(frame),
             pts=pts,
             time_base=self.info.time_base,
             index=self.decoded,
@@ -70,11 +132,10 @@ class VideoFileSource:
             self.decode_errors += 1
             return []
 
-    def frames(self) -> Iterator[VideoFrame]:
-        """Decoded frames in order.  The container stays open until ``close()``: the audio packets
-        riding on the frames point into it until the sink has muxed them."""
+    def _raw_frames(self) -> Iterator[tuple[av.VideoFrame, list[Any]]]:
+        """Decoded frames, each with the other streams' packets demuxed since the previous frame."""
         side: list[Any] = []
-        packets = self.container.demux(self.video, *self.audio_streams)
+        packets = self.container.demux(self.video, *self.passthrough.streams)
         while True:
             try:
                 packet = next(packets)
@@ -83,16 +144,27 @@ class VideoFileSource:
             except av.error.FFmpegError as e:  # truncated or damaged container: stop here
                 self.read_error = e.strerror or str(e)
                 for frame in self._decode(None):  # drain what the decoder still holds
-                    yield self._frame(frame, side)
+                    yield frame, side
                     side = []
                 break
             if packet.stream.index != self.video.index:
+                if packet.size and packet.dts is None and is_attached_picture(packet.stream):
+                    packet.pts = packet.dts = 0  # cover art: one picture, untimed
                 if packet.dts is not None and packet.size:
                     side.append(packet)
                 continue
             for frame in self._decode(packet):
-                yield self._frame(frame, side)
+                yield frame, side
                 side = []
+        self.trailing_packets = side
+
+    def frames(self) -> Iterator[VideoFrame]:
+        """Decoded frames in order.  The container stays open until ``close()``: the packets riding on
+        the frames point into it until the sink has muxed them."""
+        if self.first is not None:
+            yield self._frame(*self._peeked)
+            for frame, side in self._raw:
+                yield self._frame(frame, side)
         if self.decoded == 0:
             reason = self.read_error or ("every packet failed to decode" if self.decode_errors else "it is empty")
             raise MediaError(f"no frame of {self.path} could be decoded ({reason})")
@@ -109,6 +181,18 @@ class VideoFileSource:
         if self.read_error:
             parts.append(f"reading stopped early: {self.read_error}")
         return f"{self.path} is damaged or truncated: " + "; ".join(parts)
+
+    def notes(self) -> list[str]:
+        """One line for each thing about the input the output cannot show as it was."""
+        notes = []
+        if self.size_changes:
+            w, h = self.frame_size
+            notes.append(f"{self.path} changes frame size mid-stream ({', '.join(self.size_changes)}); "
+                         f"those frames were scaled to {w}x{h}")
+        if self.colour is not None and self.colour.is_hdr:
+            notes.append(f"{self.path} is HDR ({self.colour.describe()}): the model sees it as SDR; "
+                         "the output keeps the HDR tags")
+        return notes
 
     def close(self) -> None:
         self.container.close()

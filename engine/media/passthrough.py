@@ -1,0 +1,117 @@
+"""What rides along untouched: every stream but the translated one, attachments, chapters, metadata.
+
+The source names what the input has (``Passthrough.of``); the sink adds what the output container
+can hold (``add_to``) and names what it cannot in one line.  Packets are copied, never re-encoded.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+
+log = logging.getLogger("cyclestream")
+
+# Written by the muxer itself; copying the input's values would describe the old file.
+_GENERATED_TAGS = frozenset({"encoder", "duration", "major_brand", "minor_version", "compatible_brands",
+                             "handler_name", "vendor_id", "rotate", "number_of_frames", "number_of_bytes",
+                             "_statistics_tags", "_statistics_writing_app", "_statistics_writing_date_utc", "bps"})
+
+
+_ATTACHMENT_MUXERS = frozenset({"matroska", "webm"})
+_CHAPTER_MUXERS = frozenset({"matroska", "webm", "mp4", "mov", "ipod", "3gp", "ogg"})
+
+
+def kept_tags(metadata: dict[str, str]) -> dict[str, str]:
+    """Metadata worth carrying: everything but what the muxer writes anew."""
+    return {k: v for k, v in metadata.items() if k.lower() not in _GENERATED_TAGS and not k.lower().startswith("bps-")}
+
+
+def is_attached_picture(stream: Any) -> bool:
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def main_video_stream(container: Any) -> Any:
+    """The video stream to translate: the first that is not cover art (an attached picture)."""
+    videos = list(container.streams.video)
+    return next((s for s in videos if not is_attached_picture(s)), videos[0])
+
+
+def describe_stream(stream: Any) -> str:
+    """'#2 subtitle srt (fra)': how a stream is named in warnings."""
+    if stream.type == "attachment":
+        return f"#{stream.index} attachment {stream.name}"
+    codec = stream.codec_context.name if stream.codec_context is not None else "data"
+    lang = stream.metadata.get("language")
+    return f"#{stream.index} {stream.type} {codec}" + (f" ({lang})" if lang and lang != "und" else "")
+
+
+@dataclass
+class Passthrough:
+    """The input's streams to copy (packets), its attachments, chapters and container metadata."""
+
+    streams: list[Any] = field(default_factory=list)
+    attachments: list[Any] = field(default_factory=list)
+    chapters: list[Any] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    video_metadata: dict[str, str] = field(default_factory=dict)  # the translated stream's language, title...
+    video_disposition: int = 0
+
+    @classmethod
+    def of(cls, container: Any, video: Any) -> Passthrough:
+        streams, attachments = [], []
+        for stream in container.streams:
+            if stream.index == video.index:
+                continue
+            (attachments if stream.type == "attachment" else streams).append(stream)
+        return cls(streams, attachments, container.chapters(), kept_tags(dict(container.metadata)),
+                   kept_tags(dict(video.metadata)), video.disposition)
+
+    @classmethod
+    def audio_only(cls, container: Any) -> Passthrough:
+        return cls(streams=list(container.streams.audio))
+
+
+def _holds(output: Any, stream: Any) -> bool:
+    """Whether the output muxer takes this codec; a muxer that lists no codecs is tried."""
+    supported = output.supported_codecs
+    codec = stream.codec_context.name if stream.codec_context is not None else None
+    return not supported or codec is None or codec in supported
+
+
+def add_to(output: Any, video: Any, passthrough: Passthrough, label: str) -> dict[int, Any]:
+    """Add the passthrough streams, attachments, chapters and metadata to ``output`` (before its header
+    is written), and the input video stream's tags to ``video``; returns {input stream index: output
+    stream}.  What the container cannot hold is dropped with one warning naming it."""
+    video.metadata.update(passthrough.video_metadata)
+    video.disposition = passthrough.video_disposition
+    mapping: dict[int, Any] = {}
+    dropped: list[str] = []
+    for stream in passthrough.streams:
+        if stream.type not in ("audio", "video", "subtitle", "data") or not _holds(output, stream):
+            dropped.append(describe_stream(stream))
+            continue
+        try:
+            copy = output.add_stream_from_template(stream)
+        except (av.error.FFmpegError, ValueError, TypeError):
+            dropped.append(describe_stream(stream))
+            continue
+        copy.metadata.update(kept_tags(dict(stream.metadata)))
+        copy.disposition = stream.disposition
+        mapping[stream.index] = copy
+    for attachment in passthrough.attachments:
+        if _ATTACHMENT_MUXERS.isdisjoint(output.format.name.split(",")):
+            dropped.append(describe_stream(attachment))
+            continue
+        output.add_attachment(attachment.name, attachment.mimetype, bytes(attachment.data))
+    if passthrough.chapters:
+        if _CHAPTER_MUXERS.isdisjoint(output.format.name.split(",")):
+            dropped.append(f"{len(passthrough.chapters)} chapters")
+        else:
+            output.set_chapters(passthrough.chapters)
+    output.metadata.update(passthrough.metadata)
+    if dropped:
+        log.warning("%s cannot hold %s: dropped (an .mkv output keeps them)", label, ", ".join(dropped))
+    return mapping
