@@ -42,8 +42,8 @@ FILE_POLICY = Policy("file", queue_size=8, drop_oldest=False)
 LIVE_POLICY = Policy("live", queue_size=1, drop_oldest=True)
 
 
-class _Stopped(Exception):
-    """Raised inside a stage when another stage failed or the job was cancelled."""
+class Stopped(Exception):
+    """Raised inside a stage (by a Channel) when another stage failed or the job was cancelled."""
 
 
 class Channel(Generic[T]):
@@ -62,7 +62,7 @@ class Channel(Generic[T]):
                     self._on_drop(self._items.popleft())
                     break
                 if self._stop.is_set():
-                    raise _Stopped
+                    raise Stopped
                 self._cond.wait(0.1)
             self._items.append(item)
             self._cond.notify_all()
@@ -77,7 +77,7 @@ class Channel(Generic[T]):
         with self._cond:
             while not self._items:
                 if self._stop.is_set():
-                    raise _Stopped
+                    raise Stopped
                 if self._closed or not block:
                     return None
                 self._cond.wait(0.1)
@@ -99,12 +99,14 @@ class Pipeline:
         def dropped(_: object) -> None:
             self.stats.dropped += 1
 
-        return Channel(self.policy.queue_size, self.policy.drop_oldest, self._stop, dropped)
+        # A live job keeps up to one batch of the newest frames, so batches can fill.
+        size = max(self.policy.queue_size, self.batch_size) if self.policy.drop_oldest else self.policy.queue_size
+        return Channel(size, self.policy.drop_oldest, self._stop, dropped)
 
     def _guard(self, work: Callable[[], None], out: Channel[VideoFrame] | Channel[TranslatedFrame]) -> None:
         try:
             work()
-        except _Stopped:
+        except Stopped:
             pass
         except BaseException as e:
             self._errors.append(e)
@@ -192,8 +194,8 @@ class Pipeline:
                 sink(item)
                 now = time.perf_counter()
                 timer.add(now - t0)
-                self.stats.latencies.append(now - item.source.captured_at)
-        except _Stopped:
+                self.stats.record(now - item.source.captured_at)
+        except Stopped:
             pass
         except BaseException:
             self._stop.set()

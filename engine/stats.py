@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import itertools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,21 +18,28 @@ class StageTimer:
     name: str
     busy: float = 0.0
     items: int = 0
+    calls: int = 0  # items / calls: the batch size actually reached
 
     def add(self, seconds: float, items: int = 1) -> None:
         self.busy += seconds
         self.items += items
+        self.calls += 1
 
     @property
     def fps(self) -> float:
         return self.items / self.busy if self.busy > 0 else 0.0
 
 
+LATENCY_WINDOW = 10_000  # frames kept for percentiles: memory stays flat however long a job runs
+
+
 @dataclass
 class PipelineStats:
     stages: dict[str, StageTimer] = field(default_factory=dict)
-    latencies: list[float] = field(default_factory=list)  # seconds, source → sink, per frame
+    # seconds, source → sink, of the last LATENCY_WINDOW frames (percentiles are over this window)
+    latencies: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
     dropped: int = 0
+    _frames: int = 0
     started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -39,9 +48,15 @@ class PipelineStats:
         with self._lock:
             return self.stages.setdefault(name, StageTimer(name))
 
+    def record(self, latency: float) -> None:
+        """One frame reached the sink ``latency`` seconds after it was captured."""
+        self._frames += 1
+        self.latencies.append(latency)
+
     @property
     def frames(self) -> int:
-        return len(self.latencies)
+        """Frames that reached the sink (all of them, not only the latency window)."""
+        return self._frames
 
     @property
     def wall(self) -> float:
@@ -52,8 +67,10 @@ class PipelineStats:
         return self.frames / self.wall if self.wall > 0 else 0.0
 
     def latency_ms(self, q: float, recent: int | None = None) -> float:
-        """The q-th percentile of frame latency in ms, over all frames or the last ``recent``."""
-        window = self.latencies[-recent:] if recent else self.latencies
+        """The q-th percentile of frame latency in ms, over the window or its last ``recent`` frames."""
+        latencies = self.latencies
+        skip = max(0, len(latencies) - recent) if recent else 0
+        window = list(itertools.islice(latencies, skip, None))
         return float(np.percentile(window, q) * 1000) if window else 0.0
 
     def summary(self) -> dict[str, object]:

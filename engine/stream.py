@@ -1,16 +1,24 @@
 """The live job: a camera, network stream or test source in; a translated stream, file or preview out.
 
-Top to bottom: load the model → open the source (its first frame fixes the size) → prepare the
-backend → open the sink(s) → run the pipeline with the *live* policy (one queued input, oldest
-dropped, so the model always works on the newest frame) → on Ctrl-C/SIGTERM, a dead source or
-``--duration``, finish: drain, finalize the output (a file is renamed into place), print a summary.
+Top to bottom: load the model → connect to the source and keep reading it (its first frame fixes the
+size; frames that arrive meanwhile wait in a bounded buffer) → prepare the backend for
+``--batch-size`` → open the sink(s) → run the pipeline with the *live* policy (at most one batch
+queued, oldest dropped, so the model always works on the newest frames) → on Ctrl-C/SIGTERM, a dead
+source or ``--duration``, finish: stop reading, drain, finish the output, print a summary.
+
+A recording (a file sink) is written under its final name in a format that stays playable up to the
+last second if the job is killed: MPEG-TS, Matroska with a cluster a second, or fragmented MP4.
+The first Ctrl-C (or SIGTERM) stops reading and reconnecting at once and finishes the output; a
+second Ctrl-C stops without flushing the encoder but keeps what was recorded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -23,14 +31,20 @@ from typing import Any
 import torch
 
 from cyclestream.engine.atomic import atomic_output
+from cyclestream.engine.backends.base import Backend
 from cyclestream.engine.checkpoint import load_model
 from cyclestream.engine.errors import CycleStreamError
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.live import LiveSource, parse_source
+from cyclestream.engine.media.live_input import SourceStopped
+from cyclestream.engine.media.passthrough import Passthrough
 from cyclestream.engine.media.preview_server import PreviewServer, parse_listen
+from cyclestream.engine.media.probe import VideoInfo
 from cyclestream.engine.media.sinks import EncodeOptions, VideoFileSink, check_video_codec
 from cyclestream.engine.pipeline import LIVE_POLICY, Pipeline
+from cyclestream.engine.shared_backend import SharedBackend
 from cyclestream.engine.stats import PipelineStats
+from cyclestream.engine.temporal import make_stabiliser
 from cyclestream.engine.translate import RunOptions, prepare_backend
 
 log = logging.getLogger("cyclestream")
@@ -63,6 +77,7 @@ class StreamOptions:
     input_format: str | None = None  # camera pixel format (v4l2 input_format: mjpeg, yuyv422, ...)
     duration: float | None = None  # stop after this many seconds
     stats_interval: float = 1.0  # seconds between live statistics lines; 0: none
+    temporal: str = "off"  # --temporal (the command line's default is on)
 
 
 @dataclass
@@ -74,6 +89,8 @@ class StreamReport:
     end_reason: str | None
     late: int
     max_latency: float
+    skipped_packets: int = 0  # before the first decodable keyframe (of each connection)
+    corrupt_packets: int = 0  # rejected by the decoder
 
     def summary(self) -> dict[str, Any]:
         s = self.stats.summary()
@@ -88,6 +105,8 @@ class StreamReport:
             "output_fps": s["fps"],
             "latency_ms": s["latency_ms"],
             "late_frames": self.late,
+            "skipped_packets": self.skipped_packets,
+            "corrupt_packets": self.corrupt_packets,
             "max_latency_ms": round(self.max_latency * 1000),
             "stages": s["stages"],
             "wall_s": s["wall_s"],
@@ -106,40 +125,73 @@ class _NullSink:
         pass
 
 
+# Recording formats that are playable up to the last second even if the job is killed (no index
+# written at the end): name → (muxer, muxer options, what the log says).
+_FLUSH = (("flush_packets", "1"),)  # every packet reaches the file at once, not when a buffer fills
+_FRAGMENTED = (("movflags", "frag_keyframe+empty_moov+default_base_moof"), ("frag_duration", "1000000"))
+_RECORDING_FORMATS: dict[str, tuple[str, tuple[tuple[str, str], ...], str]] = {
+    ".ts": ("mpegts", _FLUSH, "MPEG-TS"),
+    ".m2ts": ("mpegts", _FLUSH, "MPEG-TS"),
+    ".mkv": ("matroska", (*_FLUSH, ("cluster_time_limit", "1000")), "Matroska, a cluster a second"),
+    ".webm": ("webm", (*_FLUSH, ("cluster_time_limit", "1000")), "WebM, a cluster a second"),
+    ".mp4": ("mp4", (*_FLUSH, *_FRAGMENTED), "fragmented MP4"),
+    ".m4v": ("mp4", (*_FLUSH, *_FRAGMENTED), "fragmented MP4"),
+    ".mov": ("mov", (*_FLUSH, *_FRAGMENTED), "fragmented MOV"),
+    ".flv": ("flv", _FLUSH, "FLV"),
+}
+
+
+class RecordingFormatError(CycleStreamError):
+    """A live recording asked for in a format that would be lost if the job were killed."""
+
+
+def recording_options(target: Path, encode: EncodeOptions) -> tuple[EncodeOptions, str]:
+    """The encode options that make ``target`` a crash-safe recording, and the format's description."""
+    found = _RECORDING_FORMATS.get(target.suffix.lower())
+    if found is None:
+        raise RecordingFormatError(
+            f"cannot record a live stream to {target}: use {', '.join(_RECORDING_FORMATS)} "
+            "(formats that stay playable if the job is interrupted)"
+        )
+    fmt, options, description = found
+    return EncodeOptions(**{**encode.__dict__, "container_format": fmt, "container_options": options}), description
+
+
 @contextlib.contextmanager
-def _open_sink(target: str, source: LiveSource, encode: EncodeOptions) -> Iterator[Any]:
-    """The sink for ``--sink``: null, a network URL, or a file written atomically (renamed on finish)."""
+def _open_sink(target: str, info: VideoInfo, encode: EncodeOptions) -> Iterator[Any]:
+    """The sink for ``--sink``: null, a network URL, or a recording written under its final name."""
     if target == "null":
         yield _NullSink()
         return
-    rate = float(source.info.average_rate or 30)
+    rate = float(info.average_rate or 30)
     encode = EncodeOptions(**{**encode.__dict__, "gop": encode.gop or max(1, round(2 * rate))})
     scheme = target.split("://", 1)[0].lower() if "://" in target else ""
     if scheme:
         fmt = encode.container_format or _SINK_FORMATS.get(scheme)
         if fmt is None:
             raise CycleStreamError(f"unsupported sink scheme {scheme}:// (udp, srt, tcp, rtp, rtmp, rtsp)")
-        sink = VideoFileSink(target, source.info, [], EncodeOptions(**{**encode.__dict__, "container_format": fmt}))
-        try:
-            yield sink
-        finally:
-            sink.close()
-        return
-    with atomic_output(Path(target)) as tmp:
-        sink = VideoFileSink(tmp, source.info, [], encode, Path(target).name)
-        try:
-            yield sink
-        except BaseException:
-            sink.abort()
-            raise
-        sink.close()  # finish the file; atomic_output then renames it into place
+        sink = VideoFileSink(target, info, Passthrough(), dataclasses.replace(encode, container_format=fmt))
+    else:
+        path = Path(target)
+        encode, description = recording_options(path, encode)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sink = VideoFileSink(path, info, Passthrough(), encode)
+        log.info("recording to %s (%s: playable even if interrupted)", path, description)
+    try:
+        yield sink
+    except BaseException as e:
+        sink.abort()  # a second Ctrl-C or an error: stop without flushing, keep what is recorded
+        if not scheme:
+            e.add_note(f"{target} keeps the {sink.frames_written} frames recorded so far")
+        raise
+    sink.close()
 
 
 class _StatsPrinter:
     """A refreshing statistics line on stderr (a new line each time when stderr is not a terminal)."""
 
-    def __init__(self, pipeline: Pipeline, source: LiveSource, interval: float) -> None:
-        self.pipeline, self.source, self.interval = pipeline, source, interval
+    def __init__(self, pipeline: Pipeline, source: LiveSource, interval: float, label: str = "") -> None:
+        self.pipeline, self.source, self.interval, self.label = pipeline, source, interval, label
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cyclestream-stats", daemon=True)
         if interval > 0:
@@ -151,13 +203,13 @@ class _StatsPrinter:
         stages = " ".join(f"{s.name} {1000 * s.busy / max(1, s.items):.0f}ms" for s in list(st.stages.values()))
         p = [st.latency_ms(q, recent=200) for q in (50, 95, 99)]
         return (
-            f"in {self.source.captured / wall:5.1f} fps | out {st.frames / wall:5.1f} fps | "
+            f"{self.label}in {self.source.captured / wall:5.1f} fps | out {st.frames / wall:5.1f} fps | "
             f"dropped {self.source.captured - st.frames} | latency p50 {p[0]:.0f} p95 {p[1]:.0f} "
             f"p99 {p[2]:.0f} ms | {stages}"
         )
 
     def _loop(self) -> None:
-        tty = sys.stderr.isatty()
+        tty = sys.stderr.isatty() and not self.label  # several streams: a line each, never redrawn
         while not self._done.wait(self.interval):
             print(("\r" if tty else "") + self.line(), end="" if tty else "\n", file=sys.stderr, flush=True)
 
@@ -165,67 +217,125 @@ class _StatsPrinter:
         self._done.set()
         if self._thread.is_alive():
             self._thread.join()
-            if sys.stderr.isatty():
+            if sys.stderr.isatty() and not self.label:
                 print(file=sys.stderr)
 
 
+class StreamInterrupted(CycleStreamError):
+    """Ctrl-C or SIGTERM came before any frame was translated: nothing was recorded."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
+
+
+HARD_EXIT_AFTER = 1.0  # seconds after a second Ctrl-C
+
+
+def _hard_exit(code: int) -> None:
+    time.sleep(HARD_EXIT_AFTER)
+    sys.stderr.write("cyclestream: stopped at once; recordings keep what was written\n")
+    sys.stderr.flush()
+    os._exit(code)
+
+
 @contextlib.contextmanager
-def _graceful_stop(finish: Callable[[], None]) -> Iterator[None]:
-    """First Ctrl-C or SIGTERM: finish cleanly (drain, finalize output).  A second Ctrl-C aborts."""
+def _graceful_stop(finish: Callable[[], None]) -> Iterator[list[int]]:
+    """First Ctrl-C, SIGTERM or SIGHUP: ``finish()`` (stop reading, drain, finish the output).  A second Ctrl-C
+    raises KeyboardInterrupt.  Yields the list of signals received so far."""
+    received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
-    calls = 0
 
     def handler(signum: int, _frame: object) -> None:
-        nonlocal calls
-        calls += 1
-        if calls > 1 and signum == signal.SIGINT:
+        received.append(signum)
+        if len(received) > 1 and signum == signal.SIGINT:
+            # Recordings are crash-safe, so if unwinding hangs in a library's teardown, a hard exit
+            # HARD_EXIT_AFTER seconds later loses nothing that was written.
+            threading.Thread(target=_hard_exit, args=(128 + signum,), name="cyclestream-exit", daemon=True).start()
             raise KeyboardInterrupt
-        log.info("stopping: finishing the output (Ctrl-C again to abort)")
+        if len(received) == 1:
+            log.info("stopping: finishing the output (Ctrl-C again to stop at once)")
         finish()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        yield
+        yield received
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
 
 
-def run_stream(options: StreamOptions, on_ready: Callable[[PreviewServer | None], None] | None = None) -> StreamReport:
-    """Run a live job until the source ends, ``duration`` passes, or Ctrl-C/SIGTERM; returns its report."""
-    if options.model is None:
-        raise CycleStreamError("stream needs --model")
-    if options.sink != "null":
-        check_video_codec(options.encode.codec)
-    model = load_model(options.model)
-    spec = parse_source(options.source, options.run.size, options.fps, options.input_format)
-    source = LiveSource(spec, options.run.size, options.fps, options.realtime, options.reconnect, options.read_timeout)
-    width, height = source.size
-    backend = prepare_backend(model, options.run, height, width)
+def _check_model_time(backend: Any, width: int, height: int, batch: int, max_latency: float) -> None:
     t0 = time.perf_counter()
-    backend.run(torch.zeros((1, height, width, 3), dtype=torch.uint8))
+    backend.run(torch.zeros((batch, height, width, 3), dtype=torch.uint8))
     model_time = time.perf_counter() - t0
-    if model_time > options.max_latency:
+    if model_time > max_latency:
         log.warning(
-            "one frame takes %.0f ms on %s at %dx%d, more than --max-latency %.0f ms: latency will "
-            "exceed the bound (choose a smaller --size or a faster backend)",
+            "one call of %d frames takes %.0f ms on %s at %dx%d, more than --max-latency %.0f ms: latency "
+            "will exceed the bound (choose a smaller --size or --batch-size, or a faster backend)",
+            batch,
             model_time * 1000,
             backend.describe(),
             width,
             height,
-            options.max_latency * 1000,
+            max_latency * 1000,
         )
-    pipeline = Pipeline(backend, 1, LIVE_POLICY)
+
+
+def _check_options(options: StreamOptions) -> None:
+    if options.model is None:
+        raise CycleStreamError("stream needs --model")
+    if options.sink != "null":
+        check_video_codec(options.encode.codec)
+        if "://" not in options.sink:
+            recording_options(Path(options.sink), options.encode)  # a bad name fails before connecting
+
+
+def _connect(options: StreamOptions) -> tuple[LiveSource, bool]:
+    """The source, reading in the background from now on, and whether it is a network source."""
+    spec = parse_source(options.source, options.run.size, options.fps, options.input_format)
+    source = LiveSource(spec, options.run.size, options.fps, options.realtime, options.reconnect, options.read_timeout)
+    return source, spec.kind == "network"
+
+
+def _wait_ready(source: LiveSource, network: bool, label: str, signals: list[int]) -> VideoInfo:
+    if network:
+        log.info("waiting for %s (Ctrl-C to stop)", label)
+    try:
+        return source.wait_ready()
+    except SourceStopped as e:
+        raise StreamInterrupted(f"{e}; nothing was recorded", signals[0] if signals else 2) from None
+
+
+def _check_not_stopped(signals: list[int]) -> None:
+    """Ctrl-C while the backend was prepared: stop before recording anything."""
+    if signals:
+        raise StreamInterrupted("stopped while the model was being prepared; nothing was recorded", signals[0])
+
+
+def _run_job(
+    options: StreamOptions,
+    source: LiveSource,
+    info: VideoInfo,
+    backend: Backend,
+    on_ready: Callable[[PreviewServer | None], None] | None = None,
+    label: str = "",
+) -> StreamReport:
+    """One live stream through a prepared backend: sink, preview, statistics line, pipeline; its report."""
+    pipeline = Pipeline(backend, options.run.batch_size, LIVE_POLICY)
+    stabilise = make_stabiliser(options.temporal)  # one per stream: it keeps the stream's past
     preview = PreviewServer(*parse_listen(options.preview)) if options.preview else None
     late = 0
-    timer = threading.Timer(options.duration, pipeline.finish) if options.duration else None
+    timer = threading.Timer(options.duration, source.stop) if options.duration else None
     try:
-        with _open_sink(options.sink, source, options.encode) as sink, _graceful_stop(pipeline.finish):
+        with _open_sink(options.sink, info, options.encode) as sink:
 
             def write(frame: TranslatedFrame) -> None:
                 nonlocal late
+                if stabilise is not None:
+                    frame = TranslatedFrame(stabilise(frame.source.image, frame.image), frame.source)
                 sink.write(frame)
                 if preview is not None:
                     preview.offer(frame)
@@ -236,7 +346,7 @@ def run_stream(options: StreamOptions, on_ready: Callable[[PreviewServer | None]
                 log.info("live preview at %s", preview.url)
             if on_ready is not None:
                 on_ready(preview)
-            printer = _StatsPrinter(pipeline, source, options.stats_interval)
+            printer = _StatsPrinter(pipeline, source, options.stats_interval, label)
             if timer is not None:
                 timer.start()
             try:
@@ -248,17 +358,115 @@ def run_stream(options: StreamOptions, on_ready: Callable[[PreviewServer | None]
             timer.cancel()
         if preview is not None:
             preview.close()
-        source.close()
-        backend.close()
+    if source.skipped or source.corrupt:
+        log.info(
+            "source %s: %d packets skipped before a keyframe, %d corrupt packets skipped",
+            options.source,
+            source.skipped,
+            source.corrupt,
+        )
     if stats.frames == 0:
         raise CycleStreamError(f"no frame came through from {options.source} ({source.end_reason or 'stopped'})")
     return StreamReport(
-        options.source, options.sink, source.captured, stats, source.end_reason, late, options.max_latency
+        options.source,
+        options.sink,
+        source.captured,
+        stats,
+        source.end_reason,
+        late,
+        options.max_latency,
+        source.skipped,
+        source.corrupt,
     )
 
 
-def print_summary(report: StreamReport, path: Path | None = None) -> None:
-    text = json.dumps(report.summary(), indent=2)
+def run_stream(options: StreamOptions, on_ready: Callable[[PreviewServer | None], None] | None = None) -> StreamReport:
+    """Run a live job until the source ends, ``duration`` passes, or Ctrl-C/SIGTERM; returns its report."""
+    _check_options(options)
+    model = load_model(options.model)  # type: ignore[arg-type]
+    source, network = _connect(options)
+    backend = None
+    try:
+        with _graceful_stop(source.stop) as signals:
+            info = _wait_ready(source, network, options.source, signals)
+            backend = prepare_backend(model, options.run, info.height, info.width)
+            _check_model_time(backend, info.width, info.height, options.run.batch_size, options.max_latency)
+            _check_not_stopped(signals)
+            return _run_job(options, source, info, backend, on_ready)
+    finally:
+        source.close()
+        if backend is not None:
+            backend.close()
+
+
+def run_streams(jobs: list[StreamOptions]) -> list[StreamReport]:
+    """Several live streams through one prepared backend (the model and run options of the first): the
+    newest frame of each stream is batched into one model call; each stream keeps its own clock, drop
+    policy, reconnects, sink and statistics line.  Returns a report per stream, in order."""
+    if len(jobs) == 1:
+        return [run_stream(jobs[0])]
+    for job in jobs:
+        _check_options(job)
+    first = jobs[0]
+    model = load_model(first.model)  # type: ignore[arg-type]
+    connected = [_connect(job) for job in jobs]
+    sources = [source for source, _ in connected]
+    backend = None
+    shared: SharedBackend | None = None
+    results: list[StreamReport | BaseException | None] = [None] * len(jobs)
+
+    def stop_all() -> None:
+        for source in sources:
+            source.stop()
+
+    try:
+        with _graceful_stop(stop_all) as signals:
+            infos = [_wait_ready(s, net, job.source, signals) for (s, net), job in zip(connected, jobs, strict=True)]
+            sizes = {(i.width, i.height) for i in infos}
+            if len(sizes) > 1:
+                listed = ", ".join(f"{j.source} {i.width}x{i.height}" for j, i in zip(jobs, infos, strict=True))
+                raise CycleStreamError(f"the streams differ in size ({listed}): pass --size WxH to share one model")
+            width, height = sizes.pop()
+            batch = len(jobs) * first.run.batch_size
+            backend = prepare_backend(model, dataclasses.replace(first.run, batch_size=batch), height, width)
+            _check_model_time(backend, width, height, batch, first.max_latency)
+            _check_not_stopped(signals)
+            shared = SharedBackend(backend, len(jobs))
+            clients = [shared.client() for _ in jobs]
+
+            def serve(k: int) -> None:
+                try:
+                    results[k] = _run_job(jobs[k], sources[k], infos[k], clients[k], label=f"[{k + 1}] ")
+                except BaseException as e:
+                    results[k] = e
+
+            threads = [threading.Thread(target=serve, args=(k,), name=f"stream-{k + 1}") for k in range(len(jobs))]
+            for t in threads:
+                t.start()
+            while any(t.is_alive() for t in threads):  # the main thread stays free for Ctrl-C
+                for t in threads:
+                    t.join(0.1)
+    finally:
+        stop_all()
+        if shared is not None:
+            shared.close()
+            if shared.calls:
+                log.info("one model for %d streams: %d frames in %d calls (%.2f frames a call)", len(jobs),
+                         shared.frames, shared.calls, shared.frames / shared.calls)
+        for source in sources:
+            source.close()
+        if backend is not None:
+            backend.close()
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise errors[0]
+    return [r for r in results if isinstance(r, StreamReport)]
+
+
+def print_summary(report: StreamReport | list[StreamReport], path: Path | None = None) -> None:
+    """The JSON summary on stdout (and in ``path``): one object, or a list of them for several streams."""
+    data = report.summary() if isinstance(report, StreamReport) else [r.summary() for r in report]
+    text = json.dumps(data, indent=2)
     if path is not None:
         with atomic_output(path) as tmp:
             tmp.write_text(text + "\n")

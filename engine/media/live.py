@@ -1,28 +1,38 @@
 """Live sources: cameras, network streams, FFmpeg test sources, and files played in real time.
 
-A live source stamps each frame with its capture time on one continuous clock (time base 1/90000),
-so output timestamps stay monotonic and in wall-clock step with the input across drops and
-reconnects.  A source that stalls (no data for ``read_timeout`` seconds) or dies is reopened with
-back-off up to ``reconnect`` times; then the stream ends like a file does, and ``end_reason`` says why.
+A live source is read by one background thread from the moment it is created: the connection that
+learns the frame size is the one that keeps being read, and frames that arrive while the backend is
+prepared wait in a bounded buffer (the newest kept).  Each frame is stamped with its capture time on
+one continuous clock (time base 1/90000), so output timestamps stay monotonic and in wall-clock step
+with the input across drops and reconnects.  A source that stalls (no data for ``read_timeout``
+seconds) or dies is reopened with back-off up to ``reconnect`` times; then the stream ends like a file
+does, and ``end_reason`` says why.  ``stop()`` ends reading within a fraction of a second in every
+state (opening, reading, back-off): the consumer never waits on a blocked read.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import av
+
 from cyclestream.engine.errors import MediaError
+from cyclestream.engine.media.colour import ColourTags
 from cyclestream.engine.media.frame import VideoFrame
+from cyclestream.engine.media.live_input import LiveConnection, SourceStopped, open_live
 from cyclestream.engine.media.probe import VideoInfo
-from cyclestream.engine.media.sources import VideoFileSource
+from cyclestream.engine.pipeline import Channel, Stopped
 
 log = logging.getLogger("cyclestream")
 
 LIVE_TIME_BASE = Fraction(1, 90000)
+MIN_FRAME_TICKS = 90  # 1 ms in LIVE_TIME_BASE
 NETWORK_SCHEMES = ("udp", "rtp", "rtsp", "rtmp", "rtmps", "srt", "http", "https", "tcp")
 
 
@@ -38,6 +48,14 @@ class SourceSpec:
     @property
     def is_live(self) -> bool:
         return self.kind != "file"
+
+    @property
+    def open_in_slices(self) -> bool:
+        """Whether opening means waiting for datagrams to arrive (UDP, RTP): then a silent open can be cut
+        into short attempts and retried at no loss.  A handshake (RTSP, HTTP, RTMP, even a listening RTMP
+        server) cut short fails instead, so those open in one attempt."""
+        scheme = self.url.split("://", 1)[0].lower()
+        return self.kind == "network" and scheme in ("udp", "rtp")
 
 
 def parse_source(
@@ -59,14 +77,21 @@ def parse_source(
     if scheme:
         if scheme not in NETWORK_SCHEMES:
             raise MediaError(f"unsupported source scheme {scheme}:// (use one of {', '.join(NETWORK_SCHEMES)})")
-        # Small probe and no input buffering: start fast and keep latency low.
-        options = {"fflags": "nobuffer", "probesize": "200000", "analyzeduration": "500000"}
+        # A short probe that ends as soon as the codec is known (no frame-rate probing) and fits in one
+        # open slice; no "nobuffer": the packets read while probing, the first keyframe among them, are kept.
+        options = {"probesize": "200000", "analyzeduration": "250000", "fpsprobesize": "0"}
         if scheme == "udp":
             options |= {"overrun_nonfatal": "1", "fifo_size": "50000"}
+        if scheme == "rtmp" and text.endswith("?listen"):  # be the RTMP server a sender publishes to
+            return SourceSpec(text.removesuffix("?listen"), "network", None, options | {"listen": "1"})
         return SourceSpec(text, "network", None, options)
     if not Path(text).exists():
         raise MediaError(f"source not found: {text}")
     return SourceSpec(text, "file")
+
+
+BUFFER_BYTES = 256 << 20  # frames waiting for the pipeline (while the backend is prepared): at most this much
+BUFFER_FRAMES = (2, 120)  # ... and between this many frames
 
 
 class LiveSource:
@@ -80,106 +105,208 @@ class LiveSource:
         realtime: bool = False,
         reconnect: int = 3,
         read_timeout: float = 3.0,
+        open_timeout: float = 10.0,
     ) -> None:
         self.spec, self.size, self.fps = spec, size, fps
         # Files (with --realtime) and FFmpeg test sources are paced at their own rate; devices and
         # network streams pace themselves.
         self.paced = spec.kind == "lavfi" or (realtime and spec.kind == "file")
         self.reconnect, self.read_timeout = reconnect, read_timeout
+        self.open_timeout = max(open_timeout, read_timeout)
         self.end_reason: str | None = None
         self.captured = 0
-        self._open_first()
+        self.skipped = 0  # packets before a connection's first decodable keyframe
+        self.corrupt = 0  # packets the decoder rejected
+        self.buffer_dropped = 0
+        self.info: VideoInfo | None = None
+        self.colour: ColourTags | None = None
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._consuming = threading.Event()  # frames() was called: the pipeline is running
+        self._buffer: Channel[VideoFrame] | None = None
+        self._thread = threading.Thread(target=self._read, name="cyclestream-source", daemon=True)
+        self._thread.start()
 
-    def _open(self) -> VideoFileSource:
-        return VideoFileSource(
-            self.spec.url,
-            self.size,
-            self.spec.options,
-            self.spec.format,
-            timeout=(max(self.read_timeout, 10.0), self.read_timeout) if self.spec.is_live else None,
-            audio=False,
-        )
+    # ------------------------------------------------------------------ the consumer's side
 
-    def _open_first(self) -> None:
-        """Learn the frame size and rate, then close: the backend is prepared before reading starts,
-        and a live source left unread meanwhile would time out or overflow."""
-        probe = self._open()
-        try:
-            self.size = self.size or probe.frame_size  # every later (re)connection keeps this size
-            info = probe.info
-        finally:
-            probe.close()
-        rate = self.fps or (float(info.average_rate) if info.average_rate else 30.0)
-        self.info = VideoInfo(
-            self.size[0], self.size[1], info.codec, LIVE_TIME_BASE, Fraction(rate).limit_denominator(1001), 0, None, 0
-        )
-        self._current: VideoFileSource | None = None
-
-    def _reopen(self, attempt: int) -> VideoFileSource | None:
-        delay = min(8.0, 0.5 * 2**attempt)
-        log.warning(
-            "source %s: %s; reconnecting in %.1f s (%d/%d)",
-            self.spec.url,
-            self.end_reason,
-            delay,
-            attempt + 1,
-            self.reconnect,
-        )
-        time.sleep(delay)
-        try:
-            return self._open()
-        except MediaError as e:
-            self.end_reason = str(e)
-            return None
+    def wait_ready(self) -> VideoInfo:
+        """Block until the first frame is decoded (its size is the stream's); MediaError if the source
+        could not be read, SourceStopped if ``stop()`` came first."""
+        while not self._ready.wait(0.05):
+            if self._stop.is_set():
+                raise SourceStopped(f"stopped before any frame arrived from {self.spec.url}")
+            if not self._thread.is_alive() and not self._ready.is_set():
+                reason = self.end_reason or "it is empty"
+                url = self.spec.url
+                raise MediaError(reason if url in reason else f"no frame came from {url} ({reason})")
+        assert self.info is not None
+        return self.info
 
     def frames(self) -> Iterator[VideoFrame]:
-        start = time.perf_counter()
-        last_pts, next_due, attempt = -1, 0.0, 0
-        clock_offset: float | None = None  # source time → wall clock, for real-time pacing of files
-        first_capture: float | None = None
-        try:
-            self._current = self._open()
-        except MediaError as e:
-            self.end_reason = str(e)
+        """The frames, newest kept when the consumer falls behind; ends at end of stream or ``stop()``."""
+        self.wait_ready()
+        self._consuming.set()
+        assert self._buffer is not None
         while True:
-            source, self._current = self._current, None
-            if source is not None:
+            try:
+                frame = self._buffer.get()
+            except Stopped:
+                return
+            if frame is None:
+                return
+            yield frame
+
+    def stop(self) -> None:
+        """Stop reading and reconnecting; ``frames()`` ends within 0.1 s.  Safe from a signal handler."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def close(self) -> None:
+        self.stop()
+        # The reader owns its connection and closes it itself: a read blocked on a silent input ends at
+        # its read timeout (an open at its slice); the job does not wait for that.
+        self._thread.join(timeout=0.1)
+
+    # ------------------------------------------------------------------ the reader thread
+
+    def _connect(self, back_off: float) -> LiveConnection:
+        """Connect, waiting for data up to open_timeout the first time, else a stall plus the back-off:
+        listening through the back-off, not sleeping, so a sender that returns meanwhile is not missed."""
+        wait = self.read_timeout + back_off if self._ready.is_set() else self.open_timeout
+        timeouts = (wait, self.read_timeout) if self.spec.is_live else (None, None)
+        spec = self.spec
+        container = open_live(spec.url, spec.options, spec.format, self._stop, *timeouts, spec.open_in_slices)
+        return LiveConnection(container, self.spec.url, wait_for_keyframe=self.spec.kind == "network")
+
+    def _first_frame(self, frame: av.VideoFrame, connection: LiveConnection) -> None:
+        self.size = self.size or (frame.width, frame.height)  # every later (re)connection keeps this size
+        self.colour = ColourTags.of_frame(frame)  # read (and written) as the first frame says, as files are
+        rate = self.fps or connection.average_rate or 30.0
+        self.info = VideoInfo(
+            width=self.size[0],
+            height=self.size[1],
+            codec=connection.video.codec_context.name,
+            time_base=LIVE_TIME_BASE,
+            average_rate=Fraction(rate).limit_denominator(1001),
+            frames=0,
+            duration=None,
+            audio_streams=0,
+            colour=self.colour,
+        )
+        frame_bytes = 3 * self.size[0] * self.size[1]
+        capacity = min(BUFFER_FRAMES[1], max(BUFFER_FRAMES[0], BUFFER_BYTES // frame_bytes))
+
+        def dropped(_: object) -> None:
+            self.buffer_dropped += 1
+
+        # A file played as fast as it decodes waits for the consumer; everything live drops its oldest frame.
+        self._buffer = Channel(capacity, self.spec.is_live or self.paced, self._stop, dropped)
+        self._ready.set()
+
+    def _read(self) -> None:
+        try:
+            self._read_all()
+        except SourceStopped:
+            pass
+        except Exception as e:  # never a traceback from the reader thread: the consumer reports end_reason
+            self.end_reason = str(e) if isinstance(e, MediaError) else f"{type(e).__name__}: {e}"
+            log.debug("source reader failed", exc_info=True)
+        finally:
+            if self._buffer is not None:
+                self._buffer.close()
+
+    @property
+    def _reads_ahead(self) -> bool:
+        """Cameras and network streams run whether read or not: they are read (into the bounded buffer)
+        while the backend is prepared.  Test sources and files are generated on demand: they wait."""
+        return self.spec.kind in ("network", "v4l2")
+
+    def _wait_for_consumer(self) -> bool:
+        while not self._consuming.wait(0.1):
+            if self._stop.is_set():
+                return False
+        return True
+
+    def _read_all(self) -> None:
+        clock = _CaptureClock(self.fps, self.paced)
+        attempt, back_off = 0, 0.0
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            try:
+                connection = self._connect(back_off)
+            except MediaError as e:
+                self.end_reason = str(e)
+                # A refused connection waits out the back-off; a listening one already spent it listening.
+                if self._stop.wait(max(0.0, back_off - (time.monotonic() - t0))):
+                    return
+            else:
                 try:
-                    for frame in source.frames():
+                    for av_frame in connection.frames():
+                        if self._stop.is_set():
+                            return
+                        if self._buffer is None:
+                            self._first_frame(av_frame, connection)
+                            if not self._reads_ahead and not self._wait_for_consumer():
+                                return
                         attempt = 0
-                        t_src = frame.time if frame.time is not None else time.perf_counter() - start
-                        if self.fps:  # --fps: keep at most fps frames per second of source time
-                            if t_src + 1e-6 < next_due:
-                                continue
-                            next_due = max(next_due + 1 / self.fps, t_src)
-                        if self.paced:
-                            if clock_offset is None:
-                                clock_offset = time.perf_counter() - start - t_src
-                            delay = t_src + clock_offset - (time.perf_counter() - start)
-                            if delay > 0:
-                                time.sleep(delay)
-                        now = time.perf_counter()
-                        if first_capture is None:
-                            first_capture = now  # output time 0 is the first captured frame
-                        pts = max(last_pts + 1, round((now - first_capture) / LIVE_TIME_BASE))
-                        last_pts = pts
-                        frame.pts, frame.time_base, frame.captured_at = pts, LIVE_TIME_BASE, now
-                        frame.index, frame.side_packets = self.captured, []
+                        frame = clock.stamp(av_frame, self.size, self.captured, self.colour)  # type: ignore[arg-type]
+                        if frame is None:
+                            continue
                         self.captured += 1
-                        yield frame
-                    self.end_reason = source.read_error or "end of stream"
-                except MediaError as e:  # nothing decoded this time
-                    self.end_reason = str(e)
+                        assert self._buffer is not None
+                        self._buffer.put(frame)
+                    self.end_reason = connection.end_reason or "end of stream"
+                except Stopped:
+                    return
                 finally:
-                    source.close()
+                    self.skipped += connection.skipped
+                    self.corrupt += connection.corrupt
+                    connection.close()
             if not self.spec.is_live:
                 self.end_reason = None if self.end_reason == "end of stream" else self.end_reason
                 return
-            if attempt >= self.reconnect:
+            if attempt >= self.reconnect or self._stop.is_set():
                 return
-            self._current = self._reopen(attempt)
+            back_off = min(8.0, 0.5 * 2**attempt)
             attempt += 1
+            log.warning(
+                "source %s: %s; reconnecting (%d/%d)", self.spec.url, self.end_reason, attempt, self.reconnect
+            )
 
-    def close(self) -> None:
-        if self._current is not None:
-            self._current.close()
+
+class _CaptureClock:
+    """Turns decoded frames into VideoFrames on one continuous capture clock, pacing test sources and
+    real-time files at their own rate and keeping at most ``fps`` frames per second."""
+
+    def __init__(self, fps: float | None, paced: bool) -> None:
+        self.fps, self.paced = fps, paced
+        self.start = time.perf_counter()
+        self.last_pts, self.next_due = -1, 0.0
+        self.offset: float | None = None  # source time → wall clock, for real-time pacing
+        self.first: float | None = None
+
+    def stamp(
+        self, av_frame: av.VideoFrame, size: tuple[int, int], index: int, colour: ColourTags
+    ) -> VideoFrame | None:
+        t_src = float(av_frame.time) if av_frame.time is not None else time.perf_counter() - self.start
+        if self.fps:  # --fps: keep at most fps frames per second of source time
+            if t_src + 1e-6 < self.next_due:
+                return None
+            self.next_due = max(self.next_due + 1 / self.fps, t_src)
+        if self.paced:
+            if self.offset is None:
+                self.offset = time.perf_counter() - self.start - t_src
+            delay = t_src + self.offset - (time.perf_counter() - self.start)
+            if delay > 0:
+                time.sleep(delay)
+        image = colour.to_rgb(av_frame, *size)
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now  # output time 0 is the first captured frame
+        # At least 1 ms apart: containers with millisecond timestamps (Matroska, FLV) stay increasing too.
+        pts = max(self.last_pts + MIN_FRAME_TICKS, round((now - self.first) / LIVE_TIME_BASE))
+        self.last_pts = pts
+        return VideoFrame(image=image, pts=pts, time_base=LIVE_TIME_BASE, index=index, captured_at=now)

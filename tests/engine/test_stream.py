@@ -172,7 +172,7 @@ def test_sigterm_finalizes_a_playable_file(tiny_model: Path, tmp_path: Path) -> 
         text=True,
     )
     deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".term.partial-*")) and time.monotonic() < deadline:
+    while not (out.exists() and out.stat().st_size > 0) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(2.0)
     proc.send_signal(signal.SIGTERM)

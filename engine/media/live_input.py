@@ -1,0 +1,126 @@
+"""One connection to a live input: opened in short interruptible slices, read from its first keyframe.
+
+The connection that learns the frame size is the one that is read: nothing is probed and reopened,
+so a sender with a long keyframe interval (x264's default is 250 frames) is decoded from the first
+keyframe that arrives, whether it started before or after us.  Packets before that keyframe, and
+packets the decoder rejects, are skipped and counted rather than treated as errors.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import av
+
+from cyclestream.engine.errors import CycleStreamError, MediaError
+from cyclestream.engine.media.probe import open_input
+
+# The longest one attempt to open a silent live input blocks before the stop flag is looked at again.
+# FFmpeg's interrupt callback (PyAV's open timeout) ends the attempt; a silent attempt loses nothing.
+OPEN_SLICE = 1.0
+
+
+class SourceStopped(CycleStreamError):
+    """The job was stopped (Ctrl-C, SIGTERM, --duration) while waiting on the source."""
+
+
+def _interrupted(error: MediaError) -> bool:
+    """Whether ``open_input`` failed because the interrupt callback ended the attempt (no data yet)."""
+    return isinstance(error.__context__, av.error.ExitError)  # open_input raises "from None": context stays
+
+
+def open_live(
+    url: str,
+    options: dict[str, str],
+    format: str | None,
+    stop: threading.Event,
+    open_timeout: float | None,
+    read_timeout: float | None,
+    sliced: bool = True,
+) -> Any:
+    """``av.open`` that gives up after ``open_timeout`` seconds without data (MediaError).
+
+    ``sliced``: for inputs that wait for datagrams (UDP, RTP), the wait is cut into ``OPEN_SLICE``
+    attempts by FFmpeg's interrupt callback, and the stop flag is looked at between them
+    (SourceStopped); a silent attempt loses nothing.  Inputs with a handshake (RTSP, HTTP, RTMP) open
+    in one attempt: a slow handshake cut short would fail, not wait.  Either way the job itself never
+    waits on this call: it runs on the source's reader thread.
+    ``open_timeout`` None: a file or test source, opened once with no timeout."""
+    if open_timeout is None:
+        return open_input(url, options, format)
+    deadline = time.monotonic() + open_timeout
+    while True:
+        if stop.is_set():
+            raise SourceStopped(f"stopped while waiting for {url}")
+        attempt = OPEN_SLICE if sliced else open_timeout
+        try:
+            return open_input(url, options, format, timeout=(attempt, read_timeout))
+        except MediaError as e:
+            if not _interrupted(e):
+                raise
+            if time.monotonic() >= deadline:
+                raise MediaError(f"no data from {url} for {open_timeout:g} s") from None
+
+
+class LiveConnection:
+    """The first video stream of one open input, decoded from its first decodable keyframe."""
+
+    def __init__(self, container: Any, url: str, wait_for_keyframe: bool = True) -> None:
+        self.container, self.url = container, url
+        if not container.streams.video:
+            container.close()
+            raise MediaError(f"{url} has no video stream")
+        self.video = container.streams.video[0]
+        self.video.thread_type = "AUTO"
+        # Inter-coded streams joined mid-way decode from a keyframe; intra-only codecs and FFmpeg's
+        # wrapped frames (lavfi, which flags no packet as a keyframe) decode from any packet.
+        codec = self.video.codec_context.codec
+        self.wait_for_keyframe = wait_for_keyframe and not codec.intra_only and codec.name != "wrapped_avframe"
+        self.skipped = 0  # packets before the first decodable keyframe
+        self.corrupt = 0  # packets the decoder rejected after that
+        self.decoded = 0
+        self.end_reason: str | None = None
+
+    @property
+    def average_rate(self) -> float | None:
+        rate = self.video.average_rate or self.video.base_rate
+        return float(rate) if rate else None
+
+    def frames(self) -> Iterator[av.VideoFrame]:
+        """Decoded frames until the input ends or stalls; ``end_reason`` then says which."""
+        started = not self.wait_for_keyframe  # a keyframe was fed to the decoder
+        packets = self.container.demux(self.video)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                self.end_reason = "end of stream"
+                return
+            except av.error.ExitError:
+                self.end_reason = f"no data for {self.container.read_timeout:g} s"
+                return
+            except av.error.FFmpegError as e:
+                self.end_reason = e.strerror or str(e)
+                return
+            if packet.size and not started and not packet.is_keyframe:
+                self.skipped += 1
+                continue
+            started = True
+            try:
+                frames = list(packet.decode())  # an empty packet flushes the decoder
+            except av.error.FFmpegError:
+                if self.decoded:
+                    self.corrupt += 1
+                else:  # that keyframe was not decodable after all: wait for the next one
+                    self.skipped += 1
+                    started = not self.wait_for_keyframe
+                continue
+            for frame in frames:
+                self.decoded += 1
+                yield frame
+
+    def close(self) -> None:
+        self.container.close()

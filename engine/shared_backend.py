@@ -1,0 +1,102 @@
+"""One prepared backend shared by several live streams: concurrent ``run`` calls become one model call.
+
+Each stream's pipeline keeps its own clock, drop policy and statistics and calls ``run`` on its own
+client with its newest frame(s).  The batcher takes the first waiting request, gathers whatever the
+other streams submit within ``gather`` seconds (or until every stream has), runs the backend once on
+the frames of one size, and hands each stream its share back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+
+import torch
+
+from cyclestream.engine.backends.base import Backend
+
+
+class SharedBackend:
+    def __init__(self, backend: Backend, streams: int, gather: float = 0.005) -> None:
+        self.backend, self.streams, self.gather = backend, streams, gather
+        self.calls = 0  # model calls made
+        self.frames = 0  # frames translated
+        self._pending: list[tuple[torch.Tensor, Future[torch.Tensor]]] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="cyclestream-shared-model", daemon=True)
+        self._thread.start()
+
+    def client(self) -> SharedClient:
+        return SharedClient(self)
+
+    def submit(self, frames: torch.Tensor) -> torch.Tensor:
+        done: Future[torch.Tensor] = Future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the shared backend is closed")
+            self._pending.append((frames, done))
+            self._cond.notify_all()
+        return done.result()
+
+    def _take(self) -> list[tuple[torch.Tensor, Future[torch.Tensor]]]:
+        with self._cond:
+            while not self._pending and not self._closed:
+                self._cond.wait(0.1)
+            deadline = time.monotonic() + self.gather
+            while len(self._pending) < self.streams and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            shape = self._pending[0][0].shape[1:] if self._pending else None
+            batch = [p for p in self._pending if p[0].shape[1:] == shape]  # one frame size per call
+            self._pending = [p for p in self._pending if p[0].shape[1:] != shape]
+            return batch
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._take()
+            if not batch:
+                if self._closed:
+                    return
+                continue
+            try:
+                out = self.backend.run(torch.cat([frames for frames, _ in batch]))
+            except BaseException as e:  # every waiting stream gets the error
+                for _, done in batch:
+                    done.set_exception(e)
+                continue
+            self.calls += 1
+            self.frames += len(out)
+            start = 0
+            for frames, done in batch:
+                done.set_result(out[start : start + len(frames)])
+                start += len(frames)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+        for _, done in self._pending:
+            done.set_exception(RuntimeError("the shared backend is closed"))
+
+
+class SharedClient(Backend):
+    """What one stream's pipeline sees: a Backend whose ``run`` joins the shared batch."""
+
+    name = "shared"
+
+    def __init__(self, shared: SharedBackend) -> None:
+        self.shared = shared
+
+    def prepare(self, model: object, shape: object, precision: object) -> None:  # type: ignore[override]
+        raise NotImplementedError("prepared once, by the SharedBackend's owner")
+
+    def run(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.shared.submit(frames)
+
+    def describe(self) -> str:
+        return f"{self.shared.backend.describe()}, shared by {self.shared.streams} streams"
