@@ -26,6 +26,7 @@ from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import CycleStreamError
 from cyclestream.engine.machine import describe_machine
 from cyclestream.engine.media.frame import TranslatedFrame
+from cyclestream.engine.media.passthrough import Passthrough
 from cyclestream.engine.media.sinks import EncodeOptions, VideoFileSink
 from cyclestream.engine.media.sources import VideoFileSource
 from cyclestream.engine.media.synthetic import synthetic_frame
@@ -179,7 +180,30 @@ def bench_model(
                 row.peak_fraction = round(row.gflops / peak, 3) if peak and device == "cpu" else None
     bar.close()
     report.model["min_bytes_per_frame"] = {f"{w}x{h}": min_bytes_per_frame(model.generator, h, w, 1) for w, h in sizes}
+    if model.metadata.get("distillation"):
+        report.model["official_baseline"] = _official_baseline(report, sizes, device, repeats, min_time)
     return report
+
+
+def _official_baseline(report: ModelBench, sizes: list[tuple[int, int]], device: str, repeats: int,
+                       min_time: float) -> dict[str, dict[str, float]]:
+    """A distilled student is also measured against what it replaces: the official resnet_9blocks
+    (random weights: speed does not depend on them) in eager fp32, batch 1, at each size, in this run.
+    Returns ``{size: {"images_per_s": official, "best_student": ..., "speedup": best / official}}``."""
+    from cyclestream.engine.backends.check import random_model
+
+    official = random_model()
+    out: dict[str, dict[str, float]] = {}
+    for width, height in sizes:
+        backend = _prepare(official, "eager", device, FrameShape(1, height, width), "fp32")
+        try:
+            row = _measure(backend, "eager", "fp32", 1, width, height, 1, repeats, min_time)
+        finally:
+            backend.close()
+        best = max((r.images_per_s for r in report.rows if r.size == row.size and not r.skipped), default=0.0)
+        out[row.size] = {"images_per_s": round(row.images_per_s, 3), "best_student": round(best, 2),
+                         "speedup": round(best / row.images_per_s, 1) if row.images_per_s else 0.0}
+    return out
 
 
 def _measure(
@@ -270,9 +294,9 @@ def bench_pipeline(
     backend.close()
     # Encode alone.
     with tempfile.TemporaryDirectory() as tmp:
-        info = dataclasses.replace(source.info, width=width, height=height)
+        info = source.frame_info
         t0 = time.perf_counter()
-        sink = VideoFileSink(Path(tmp) / "encode.mp4", info, [], encode)
+        sink = VideoFileSink(Path(tmp) / "encode.mp4", info, Passthrough(), encode)
         for frame, image in zip(frames, outputs, strict=True):
             sink.write(TranslatedFrame(image, dataclasses.replace(frame, side_packets=[])))
         sink.close()

@@ -58,6 +58,9 @@ def model_table(report: ModelBench) -> str:
         f"peaks: fp32 {p.fp32_gflops} GFLOP/s, bf16 {p.bf16_gflops} GFLOP/s, copy {p.copy_gbps} GB/s",
         f"model: {report.model['architecture']}, {report.model['parameters'] / 1e6:.2f} M parameters",
     ]
+    for size, ref in report.model.get("official_baseline", {}).items():  # a distilled student's
+        head.append(f"official resnet_9blocks, eager fp32 batch 1, {size}: {ref['images_per_s']:.2f} images/s; "
+                    f"this student's fastest row: {ref['best_student']:.2f} images/s = {ref['speedup']:.1f}x")
     skipped = list(dict.fromkeys(f"  {r.backend} {r.precision}: {r.skipped}" for r in report.rows if r.skipped))
     return "\n".join(head + ["", *lines] + (["", "skipped:", *skipped] if skipped else []))
 

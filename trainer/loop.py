@@ -15,9 +15,11 @@ import logging
 import math
 import os
 import random
+import signal
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -72,6 +74,10 @@ def build_task(options: TrainOptions, runtime: Runtime) -> Task:
         from cyclestream.trainer.pix2pix import Pix2PixTask
 
         return Pix2PixTask(options, runtime)
+    if kind == "distill":
+        from cyclestream.trainer.distill import DistillTask
+
+        return DistillTask(options, runtime)
     from cyclestream.trainer.dcgan import DCGANTask
 
     return DCGANTask(options, runtime)
@@ -151,16 +157,19 @@ def spawn(options: TrainOptions) -> TrainResult:
     return TrainResult(options.run.out, position, position.epoch >= options.total_epochs, files)
 
 
-def train(options: TrainOptions, on_iteration: Callable[[int], None] | None = None) -> TrainResult:
+def train(options: TrainOptions, on_iteration: Callable[[int], None] | None = None,
+          finish_on_interrupt: bool = False) -> TrainResult:
     """Train as ``options`` say: in this process, under torchrun, or in ``nproc`` spawned processes.
 
-    ``on_iteration(n)`` is called after iteration ``n`` (and its checkpoint, if any) in this process."""
+    ``on_iteration(n)`` is called after iteration ``n`` (and its checkpoint, if any) in this process.
+    ``finish_on_interrupt``: a Ctrl-C (SIGINT) in a one-process run ends it after the current iteration
+    with a checkpoint (``finished`` False) instead of raising; a second Ctrl-C raises at once."""
     options = options.resolved()
     if options.run.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         if on_iteration is not None:
             raise TrainingError("on_iteration callbacks cannot cross into spawned processes")
         return spawn(options)
-    return run(options, on_iteration)
+    return run(options, on_iteration, finish_on_interrupt)
 
 
 # ----------------------------------------------------------------------------- one process
@@ -268,7 +277,33 @@ def _epoch_outputs(task: Task, options: TrainOptions, epoch: int) -> None:
     write_loss_curves(run_dir / LOG_FILE, task.losses, run_dir / LOSS_PLOT)  # type: ignore[attr-defined]
 
 
-def run(options: TrainOptions, on_iteration: Callable[[int], None] | None = None) -> TrainResult:
+class StopRequest:
+    """Set by the first Ctrl-C while :meth:`catching`: the loop checkpoints after the iteration and stops."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    @contextlib.contextmanager
+    def catching(self, enabled: bool) -> Iterator[StopRequest]:
+        """Catch SIGINT while inside (main thread only); the first sets ``requested``, a second raises."""
+        if not enabled or threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            signal.signal(signal.SIGINT, previous)
+            self.requested = True
+            log.info("stopping after this iteration (Ctrl-C again to interrupt at once)")
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def run(options: TrainOptions, on_iteration: Callable[[int], None] | None = None,
+        finish_on_interrupt: bool = False) -> TrainResult:
     """Train in this process (one rank of a DDP group when WORLD_SIZE > 1)."""
     options = options.resolved()
     runtime, created_group = setup_distributed(options.run.device)
@@ -293,7 +328,8 @@ def run(options: TrainOptions, on_iteration: Callable[[int], None] | None = None
                 log.info("resuming %s at epoch %d, batch %d (iteration %d)", options.run.out,
                          position.epoch + 1, position.epoch_iter, position.iteration)
         checkpointer = Checkpointer(task, options, runtime)
-        finished = _iterate(task, options, runtime, position, checkpointer, runlog, on_iteration)
+        with StopRequest().catching(finish_on_interrupt and not runtime.distributed) as stop:
+            finished = _iterate(task, options, runtime, position, checkpointer, runlog, on_iteration, stop)
         files = checkpointer.files or sorted(options.run.out.glob("*.safetensors"))
         return TrainResult(options.run.out, position, finished, files)
     finally:
@@ -304,7 +340,8 @@ def run(options: TrainOptions, on_iteration: Callable[[int], None] | None = None
 
 
 def _iterate(task: Task, options: TrainOptions, runtime: Runtime, position: Position, checkpointer: Checkpointer,
-             runlog: RunLog | None, on_iteration: Callable[[int], None] | None) -> bool:
+             runlog: RunLog | None, on_iteration: Callable[[int], None] | None,
+             stop: StopRequest | None = None) -> bool:
     """The epochs; advances ``position`` in place.  True when every epoch is done."""
     run, batch_size = options.run, int(options.optim.batch_size or 1)
     total = options.total_epochs
@@ -333,7 +370,7 @@ def _iterate(task: Task, options: TrainOptions, runtime: Runtime, position: Posi
                 bar.update(1)
                 if show:
                     bar.set_postfix_str(" ".join(f"{k}={v:.3f}" for k, v in losses.items()), refresh=False)
-                last = run.max_iters and position.iteration >= run.max_iters
+                last = (run.max_iters and position.iteration >= run.max_iters) or (stop is not None and stop.requested)
                 if last or (run.save_every_iters and position.iteration % run.save_every_iters == 0
                             and position.epoch_iter < per_epoch):
                     checkpointer.save(position)

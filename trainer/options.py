@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from cyclestream.engine.errors import CycleStreamError
 
-ModelKind = Literal["cyclegan", "pix2pix", "dcgan"]
-MODELS: tuple[str, ...] = ("cyclegan", "pix2pix", "dcgan")
+ModelKind = Literal["cyclegan", "pix2pix", "dcgan", "distill"]
+MODELS: tuple[str, ...] = ("cyclegan", "pix2pix", "dcgan", "distill")
 
 
 class TrainingError(CycleStreamError):
@@ -30,7 +30,7 @@ class DataOptions:
     data_a: Path | None = None  # cyclegan: domain A folder
     data_b: Path | None = None  # cyclegan: domain B folder
     dataroot: Path | None = None  # cyclegan: DATAROOT/trainA + DATAROOT/trainB
-    data: Path | None = None  # pix2pix: aligned A|B images; dcgan: one folder
+    data: Path | None = None  # pix2pix: aligned A|B images; dcgan: one folder; distill: source-domain images
     name_a: str | None = None  # domain names written into the model files
     name_b: str | None = None
     direction: Literal["AtoB", "BtoA"] = "AtoB"  # pix2pix: which half is the input
@@ -45,7 +45,7 @@ class ModelOptions:
     """Networks and losses."""
 
     model: ModelKind = "cyclegan"
-    ngf: int = 64
+    ngf: int = 64  # distill: the student's width
     n_blocks: int | None = None  # resnet blocks (9) / U-Net levels (log2 crop, at most 8)
     ndf: int = 64
     n_layers_d: int = 3  # PatchGAN depth: 3 = the 70×70 PatchGAN
@@ -91,12 +91,26 @@ class RunOptions:
     samples: int = 4  # images in each epoch's sample grid
 
 
+@dataclass(frozen=True)
+class DistillOptions:
+    """``distill`` only: the teacher, the student's architecture and the weights of its three losses
+    (GAN Compression: L1 to the teacher's output, feature distillation, adversarial)."""
+
+    teacher: Path | None = None  # any generator file cyclestream loads
+    arch: Literal["resnet", "mobile"] = "mobile"  # the student: ResNet or depthwise-separable ResNet
+    lambda_recon: float = 10.0  # L1 to the teacher's output
+    lambda_feat: float = 1.0  # MSE of 1x1-mapped student features to the teacher's
+    lambda_gan: float = 1.0  # adversarial, against a PatchGAN on the teacher's outputs
+    feat_layers: int = 4  # residual-block outputs distilled (at most the student's blocks)
+    init: Path | None = None  # start the student from this model file (same architecture), e.g. a finished run's
+
+
 # Fields that may differ between a run and its --resume (paths, and how the run executes; a different device,
 # precision or process count resumes correctly but not bit for bit).
 RESUMABLE_CHANGES = frozenset(
     {"run.out", "run.resume", "run.save_every_iters", "run.max_iters", "run.threads", "run.progress",
      "run.nproc", "run.samples", "run.device", "run.amp", "data.workers", "data.data_a", "data.data_b",
-     "data.dataroot", "data.data"}
+     "data.dataroot", "data.data", "distill.teacher"}  # distill checks the teacher's hash itself
 )
 
 _DEFAULTS: dict[str, dict[str, Any]] = {
@@ -106,6 +120,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
                 "pool_size": 0, "epochs": 100, "epochs_decay": 100, "batch_size": 1},
     "dcgan": {"load_size": 64, "crop_size": 64, "norm": "batch", "dropout": False, "gan_mode": "vanilla",
               "pool_size": 0, "epochs": 25, "epochs_decay": 0, "batch_size": 128},
+    "distill": {"load_size": 286, "crop_size": 256, "norm": "instance", "dropout": False, "gan_mode": "lsgan",
+                "pool_size": 0, "epochs": 10, "epochs_decay": 10, "batch_size": 4},
 }
 
 
@@ -115,6 +131,7 @@ class TrainOptions:
     model: ModelOptions = field(default_factory=ModelOptions)
     optim: OptimOptions = field(default_factory=OptimOptions)
     run: RunOptions = field(default_factory=RunOptions)
+    distill: DistillOptions = field(default_factory=DistillOptions)
 
     @property
     def total_epochs(self) -> int:
@@ -140,12 +157,12 @@ class TrainOptions:
                         pool_size=pick(self.model.pool_size, "pool_size"))
         if model.n_blocks is None:
             levels = int(math.log2(max(data.crop_size, 1)))
-            model = replace(model, n_blocks={"cyclegan": 9, "pix2pix": max(5, min(8, levels)), "dcgan": 0}[
-                model.model])
+            model = replace(model, n_blocks={"cyclegan": 9, "pix2pix": max(5, min(8, levels)), "dcgan": 0,
+                                             "distill": 4}[model.model])
         optim = replace(self.optim, epochs=pick(self.optim.epochs, "epochs"),
                         epochs_decay=pick(self.optim.epochs_decay, "epochs_decay"),
                         batch_size=pick(self.optim.batch_size, "batch_size"))
-        out = TrainOptions(data, model, optim, self.run)
+        out = TrainOptions(data, model, optim, self.run, self.distill)
         out.validate()
         return out
 
@@ -175,6 +192,8 @@ class TrainOptions:
                 raise TrainingError(f"--crop-size {data.crop_size}: a ResNet generator needs a multiple of 4")
             if not (data.dataroot or (data.data_a and data.data_b)):
                 raise TrainingError("cyclegan needs --data-a DIR --data-b DIR (or --dataroot with trainA/trainB)")
+        elif model.model == "distill":
+            _check_distill(self)
         elif model.model == "pix2pix":
             if data.data is None:
                 raise TrainingError("pix2pix needs --data DIR of aligned A|B side-by-side images")
@@ -202,6 +221,21 @@ class TrainOptions:
         return clean(asdict(self))
 
 
+def _check_distill(options: TrainOptions) -> None:
+    data, distill = options.data, options.distill
+    if distill.teacher is None:
+        raise TrainingError("distill needs a TEACHER model file")
+    if data.data is None:
+        raise TrainingError("distill needs --data DIR, a folder of source-domain images (and videos)")
+    if distill.arch not in ("resnet", "mobile"):
+        raise TrainingError(f"--arch {distill.arch}: expected resnet or mobile")
+    if int(data.crop_size or 0) % 4:
+        raise TrainingError(f"--crop-size {data.crop_size}: the student needs a multiple of 4")
+    weights = (distill.lambda_recon, distill.lambda_feat, distill.lambda_gan)
+    if min(weights) < 0 or distill.feat_layers < 0:
+        raise TrainingError("--lambda-recon/--lambda-feat/--lambda-gan and --feat-layers must not be negative")
+
+
 def _check_patchgan(crop: int, n_layers: int) -> None:
     """The PatchGAN must still see at least 2×2 positions before its last two 4×4 convs."""
     side = crop
@@ -215,10 +249,12 @@ def _check_patchgan(crop: int, n_layers: int) -> None:
 def changed_fields(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Dotted names of options that differ between two ``to_dict()`` results and matter for resuming."""
     out = []
+    defaults = TrainOptions().to_dict()  # a group a run saved before it existed holds its defaults
     for group, values in current.items():
         for key, value in values.items():
             name = f"{group}.{key}"
-            if name not in RESUMABLE_CHANGES and saved.get(group, {}).get(key) != value:
+            was = saved.get(group, {}).get(key, defaults.get(group, {}).get(key))
+            if name not in RESUMABLE_CHANGES and was != value:
                 out.append(name)
     return out
 
@@ -242,7 +278,7 @@ def _non_negative(text: str) -> int:
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``cyclestream train`` and ``python -m cyclestream.trainer``."""
-    p.add_argument("--model", choices=MODELS, default="cyclegan",
+    p.add_argument("--model", choices=[m for m in MODELS if m != "distill"], default="cyclegan",  # distill: own command
                    help="cyclegan (unpaired A/B folders, default), pix2pix (aligned A|B images), dcgan (noise→image)")
     g = p.add_argument_group("data")
     g.add_argument("--data-a", type=Path, help="cyclegan: folder of domain A images")

@@ -54,7 +54,8 @@ def model_digest(model: LoadedModel) -> str:
     for name, tensor in sorted(model.generator.state_dict().items()):
         t = tensor.detach().to("cpu").contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # flattened first: a size-1 last dim (1x1 conv weights) may carry a stride other than 1
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 

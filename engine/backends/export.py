@@ -81,7 +81,7 @@ def _dynamic_shapes(spec: GeneratorSpec) -> tuple[dict[int, object], ...]:
     """
     dim = torch.export.Dim
     m = spec.size_multiple
-    low = 2 if spec.kind == "resnet" else 1
+    low = 1 if spec.kind == "unet" else 2
     h = dim("h", min=low, max=MAX_SIDE // m)
     w = dim("w", min=low, max=MAX_SIDE // m)
     return ({0: dim("batch", min=1, max=4096), 2: m * h, 3: m * w},)

@@ -41,6 +41,7 @@ class ResnetBlock(nn.Module):
 
 class ResnetGenerator(nn.Module):
     n_downsampling = 2
+    block: type[ResnetBlock] = ResnetBlock  # the residual block (MobileResnetGenerator: a separable one)
 
     def __init__(self, spec: GeneratorSpec) -> None:
         super().__init__()
@@ -62,7 +63,7 @@ class ResnetGenerator(nn.Module):
             ]
         mult = 2**self.n_downsampling
         for _ in range(spec.n_blocks):
-            layers.append(ResnetBlock(ngf * mult, spec.padding_type, norm, spec.use_dropout, use_bias))
+            layers.append(self.block(ngf * mult, spec.padding_type, norm, spec.use_dropout, use_bias))
         for i in range(self.n_downsampling):
             mult = 2 ** (self.n_downsampling - i)
             layers += [

@@ -7,16 +7,17 @@ from typing import Any, Literal
 
 from cyclestream.engine.errors import CheckpointError
 
-GeneratorKind = Literal["resnet", "unet"]
+GeneratorKind = Literal["resnet", "unet", "mobile"]
 NormKind = Literal["instance", "batch"]
 PaddingKind = Literal["reflect", "replicate", "zero"]
 
 
 @dataclass(frozen=True)
 class GeneratorSpec:
-    """Architecture of an official-layout generator (ResnetGenerator or UnetGenerator).
+    """Architecture of an official-layout generator (ResnetGenerator or UnetGenerator), or of the
+    ``mobile`` student (MobileResnetGenerator: a ResNet with depthwise-separable residual blocks).
 
-    ``n_blocks`` counts residual blocks (ResNet) or down-sampling levels (U-Net: 7 for unet_128,
+    ``n_blocks`` counts residual blocks (ResNet, mobile) or down-sampling levels (U-Net: 7 for unet_128,
     8 for unet_256), as the official ``n_blocks`` / ``num_downs`` do.
     """
 
@@ -30,8 +31,8 @@ class GeneratorSpec:
     padding_type: PaddingKind = "reflect"
 
     def __post_init__(self) -> None:
-        if self.kind not in ("resnet", "unet"):
-            raise CheckpointError(f"unknown generator kind {self.kind!r} (expected resnet or unet)")
+        if self.kind not in ("resnet", "unet", "mobile"):
+            raise CheckpointError(f"unknown generator kind {self.kind!r} (expected resnet, unet or mobile)")
         if self.norm not in ("instance", "batch"):
             raise CheckpointError(f"unknown norm {self.norm!r} (expected instance or batch)")
         if self.padding_type not in ("reflect", "replicate", "zero"):
@@ -42,11 +43,20 @@ class GeneratorSpec:
     @property
     def size_multiple(self) -> int:
         """Frame sides must be a multiple of this; frames are padded to it and cropped back."""
-        return 4 if self.kind == "resnet" else 2**self.n_blocks
+        return 2**self.n_blocks if self.kind == "unet" else 4
+
+    @property
+    def min_side(self) -> int:
+        """The smallest frame side it runs on: a ResNet's (and the mobile ResNet's) instance norms need at
+        least 2x2 pixels after its two stride-2 convolutions (5 pixels pad to 8, 4 stay 4 and shrink to 1x1)."""
+        return 1 if self.kind == "unet" else 5
 
     @property
     def official_name(self) -> str:
-        """The official ``--netG`` name when there is one (resnet_9blocks, unet_256, ...)."""
+        """The official ``--netG`` name when there is one (resnet_9blocks, unet_256, ...); the mobile
+        student is ``mobile_resnet_Nblocks`` (GAN Compression's name)."""
+        if self.kind == "mobile":
+            return f"mobile_resnet_{self.n_blocks}blocks"
         if self.kind == "resnet":
             return f"resnet_{self.n_blocks}blocks"
         return f"unet_{2**self.n_blocks}"
