@@ -14,13 +14,19 @@ TensorRT plugin may do inside someone else's process.  Compilation itself is Tri
 The native plan is the kernels' split reduction over dense NCHW rows, one row per program
 (``BLOCK_C = 1``) and ``TILE`` elements per tile, for every row length: ``_partial_stats_kernel``
 per dtype, ``_combine_stats_kernel`` for a few tile-count blocks, ``_apply_kernel`` per dtype and
-epilogue.  The constants the C side needs are written into the header, so Python stays their
-single source.
+epilogue.  The partial and apply kernels exist twice: a general image (runtime element stride, no
+alignment assumed: scalar loads), and an *aligned* image compiled with the unit stride as a constexpr
+and Triton's ``tt.divisibility = 16`` on the tensor pointers and on ``HW``, ``s_n`` and ``s_c``, so
+that it loads and stores 16 bytes at a time.  The launcher takes the aligned image when x, skip and
+out are 16-byte aligned and ``HW`` is a multiple of 16 (the 256², 720p and 1080p trunks are), the
+general one otherwise.  The constants the C side needs are written into the header, so Python stays
+their single source.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +57,8 @@ class Variant:
     has_skip: int = 0
     block_t: int = 0
     block_r: int = 0
+    aligned: int = 0  # 1: compiled with ALIGNED_HINTS divisible by 16 and s_hw == 1 (vector loads)
+    hints: tuple[str, ...] = ()  # arguments compiled with tt.divisibility = 16
 
     @property
     def param_bytes(self) -> list[int]:
@@ -60,8 +68,24 @@ class Variant:
         return [8 if t.startswith("*") else sizes[t] for t in self.signature.values()] + [8, 8]
 
 
-def _row_args() -> dict[str, str]:
-    return {"C": "i32", "HW": "i32", "s_n": "i64", "s_c": "i32", "s_hw": "i32", "n_cblocks": "i32"}
+ALIGNED_HINTS = ("HW", "s_n", "s_c")  # plus every tensor pointer of x's dtype
+
+
+def _row_args(aligned: bool = False) -> dict[str, str]:
+    args = {"C": "i32", "HW": "i32", "s_n": "i64", "s_c": "i32", "s_hw": "i32", "n_cblocks": "i32"}
+    if aligned:
+        del args["s_hw"]  # a constexpr 1: the compiler knows the row is contiguous
+    return args
+
+
+def _aligned(variant: Variant) -> Variant:
+    """The same kernel for 16-byte aligned tensors whose rows are contiguous and a multiple of 16 long."""
+    pointers = tuple(name for name, t in variant.signature.items() if t == variant.signature["x_ptr"])
+    signature = {k: v for k, v in variant.signature.items() if k != "s_hw"}
+    return dataclasses.replace(
+        variant, signature=signature, constexprs={**variant.constexprs, "s_hw": 1}, aligned=1,
+        hints=pointers + ALIGNED_HINTS,
+    )  # fmt: skip
 
 
 def variants() -> list[Variant]:
@@ -73,8 +97,14 @@ def variants() -> list[Variant]:
             Variant(
                 "partial",
                 "_partial_stats_kernel",
-                {"x_ptr": ptr, "count_ptr": "*fp32", "mean_ptr": "*fp32", "m2_ptr": "*fp32", **_row_args(),
-                 "n_tiles": "i32"},
+                {
+                    "x_ptr": ptr,
+                    "count_ptr": "*fp32",
+                    "mean_ptr": "*fp32",
+                    "m2_ptr": "*fp32",
+                    **_row_args(),
+                    "n_tiles": "i32",
+                },
                 {"BLOCK_C": 1, "BLOCK_HW": TILE},
                 TILE_WARPS,
                 dtype=code,
@@ -85,8 +115,14 @@ def variants() -> list[Variant]:
                 Variant(
                     "apply",
                     "_apply_kernel",
-                    {"x_ptr": ptr, "skip_ptr": ptr, "out_ptr": ptr, "mean_ptr": "*fp32", "rstd_ptr": "*fp32",
-                     **_row_args()},
+                    {
+                        "x_ptr": ptr,
+                        "skip_ptr": ptr,
+                        "out_ptr": ptr,
+                        "mean_ptr": "*fp32",
+                        "rstd_ptr": "*fp32",
+                        **_row_args(),
+                    },
                     {"ACT": act, "HAS_SKIP": has_skip, "BLOCK_C": 1, "BLOCK_HW": TILE},
                     TILE_WARPS,
                     dtype=code,
@@ -94,14 +130,23 @@ def variants() -> list[Variant]:
                     has_skip=has_skip,
                 )
             )
+    out += [_aligned(v) for v in out if v.role in ("partial", "apply")]
     for block_t in COMBINE_BLOCKS:
         block_r = max(1, min(64, COMBINE_ELEMENTS // block_t))
         out.append(
             Variant(
                 "combine",
                 "_combine_stats_kernel",
-                {"count_ptr": "*fp32", "tmean_ptr": "*fp32", "m2_ptr": "*fp32", "mean_ptr": "*fp32",
-                 "rstd_ptr": "*fp32", "R": "i32", "n_tiles": "i32", "eps": "fp32"},
+                {
+                    "count_ptr": "*fp32",
+                    "tmean_ptr": "*fp32",
+                    "m2_ptr": "*fp32",
+                    "mean_ptr": "*fp32",
+                    "rstd_ptr": "*fp32",
+                    "R": "i32",
+                    "n_tiles": "i32",
+                    "eps": "fp32",
+                },
                 {"BLOCK_R": block_r, "BLOCK_T": block_t},
                 COMBINE_WARPS,
                 block_t=block_t,
@@ -144,7 +189,8 @@ def compile_variant(variant: Variant, sm: int, *, ptx: bool = False) -> Image:
     target = GPUTarget("cuda", sm, 32)
     backend = triton.compiler.make_backend(target)
     options = backend.parse_options({"num_warps": variant.num_warps, "num_stages": 1})
-    source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=dict(variant.constexprs))
+    attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name in variant.hints}
+    source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=dict(variant.constexprs), attrs=attrs)
     compiled = triton.compile(source, target=target, options=options.__dict__)
     meta = compiled.metadata
     if getattr(meta, "global_scratch_size", 0) or getattr(meta, "profile_scratch_size", 0):
@@ -176,6 +222,7 @@ typedef struct {{
   int dtype;          /* cs_dtype of x/skip/out; -1 for the merge kernel */
   int act;            /* apply: 0 none, 1 relu */
   int has_skip;       /* apply: 1 adds skip */
+  int aligned;        /* partial/apply: 1 needs 16-byte aligned tensors, HW % 16 == 0; no s_hw argument */
   int block_t;        /* merge: tiles per row it merges (power of two) */
   int block_r;        /* merge: rows per program */
   int sm;             /* compute capability ×10 + minor, e.g. 80 */
@@ -209,9 +256,9 @@ def _c_arch_source(images: Sequence[Image], tag: str) -> str:
         name = f"cs_{tag}_{i}"
         parts.append(f"static const unsigned char {name}_data[{len(img.data)}] = {{\n  {_c_bytes(img.data)}\n}};")
         parts.append(
-            f"const cs_kernel_image {name} = {{{ROLES[v.role]}, {v.dtype}, {v.act}, {v.has_skip}, {v.block_t}, "
-            f"{v.block_r}, {img.sm}, {int(img.is_ptx)}, {v.num_warps}, {img.shared}, {len(v.param_bytes)}, "
-            f'"{img.symbol}", {name}_data, sizeof({name}_data)}};'
+            f"const cs_kernel_image {name} = {{{ROLES[v.role]}, {v.dtype}, {v.act}, {v.has_skip}, {v.aligned}, "
+            f"{v.block_t}, {v.block_r}, {img.sm}, {int(img.is_ptx)}, {v.num_warps}, {img.shared}, "
+            f'{len(v.param_bytes)}, "{img.symbol}", {name}_data, sizeof({name}_data)}};'
         )
     return "\n".join(parts) + "\n"
 
@@ -235,7 +282,8 @@ def write_sources(images_by_tag: dict[str, list[Image]], out: Path) -> list[Path
         raw = out / "images" / tag  # the same images as files, for cuobjdump / nvdisasm
         raw.mkdir(parents=True, exist_ok=True)
         for i, img in enumerate(images):
-            name = f"{i:02d}_{img.variant.role}.{'ptx' if img.is_ptx else 'cubin'}"
+            role = img.variant.role + ("_aligned" if img.variant.aligned else "")
+            name = f"{i:02d}_{role}.{'ptx' if img.is_ptx else 'cubin'}"
             (raw / name).write_bytes(img.data[:-1] if img.is_ptx else img.data)  # PTX without its NUL
         names += [f"cs_{tag}_{i}" for i in range(len(images))]
     table = ['#include "cs_kernel_images.h"', ""]

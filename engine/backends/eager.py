@@ -2,7 +2,8 @@
 
 ``inference_mode``, channels_last activations, bf16 autocast on CPU and fp16 autocast on CUDA (the
 generator's InstanceNorm keeps its statistics in fp32 either way).  On CUDA, frames travel as uint8
-through pinned host memory and are converted, padded and cropped on the GPU.
+through pinned host buffers reused from batch to batch and are converted, padded and cropped on the
+GPU, all on the backend's own CUDA stream (``cuda_stream.BackendStream``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import torch
 
 from cyclestream.engine.backends.base import Backend, FrameShape, Precision
+from cyclestream.engine.backends.cuda_stream import BackendStream
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import BackendError
 from cyclestream.engine.frames import from_model_output, to_model_input
@@ -34,6 +36,7 @@ class EagerBackend(Backend):
         self.precision: Precision = "fp32"
         self._model: torch.nn.Module | None = None
         self._multiple = 4
+        self._io: BackendStream | None = None  # CUDA only: own stream, pinned staging buffers
 
     def prepare(self, model: LoadedModel, shape: FrameShape, precision: Precision) -> None:
         if precision == "fp16" and self.device.type == "cpu":
@@ -48,6 +51,8 @@ class EagerBackend(Backend):
         if self.channels_last:
             generator = generator.to(memory_format=torch.channels_last)
         self._model = generator
+        if self.device.type == "cuda" and self._io is None:
+            self._io = BackendStream(self.device)
         self.run(torch.zeros((shape.batch, shape.height, shape.width, 3), dtype=torch.uint8))
 
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
@@ -59,15 +64,18 @@ class EagerBackend(Backend):
     def run(self, frames: torch.Tensor) -> torch.Tensor:
         if self._model is None:
             raise BackendError("backend used before prepare()")
+        if self._io is not None:
+            return self._io.run(self._translate, frames)
+        return self._translate(frames)
+
+    def _translate(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames → uint8 frames on the device they are on."""
+        assert self._model is not None
         height, width = frames.shape[1], frames.shape[2]
-        on_gpu = self.device.type == "cuda"
-        if on_gpu:
-            frames = frames.pin_memory().to(self.device, non_blocking=True)
         x = to_model_input(frames, self._multiple)
         with self._autocast():
             y = self._model(x)
-        out = from_model_output(y, height, width)
-        return out.to("cpu") if on_gpu else out
+        return from_model_output(y, height, width)
 
     def describe(self) -> str:
         fused = "" if self.kernels == "off" else f", {self.kernels} kernels"

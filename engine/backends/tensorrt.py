@@ -9,7 +9,9 @@ Three ways to build the engine, tried in this order; all give raw engine bytes r
   run it with the library.  Tried only when the library is found (``$CYCLESTREAM_TRT_PLUGINS``, or
   ``build/`` of a source checkout after ``cmake -S . -B build && cmake --build build``).
 
-- ``plugins`` — torch-tensorrt (dynamo).  The generator's norms are swapped for the fused Triton
+- ``plugins`` — torch-tensorrt (dynamo), ≥ 2.13: older versions generate a plugin shape function that
+  calls the op without its attributes, so this variant is skipped there with that reason
+  (``variant_unavailable``).  The generator's norms are swapped for the fused Triton
   kernels (``cyclestream.kernels.fuse_kernels``: IN+ReLU and IN+residual-add as single custom ops),
   the model is ``torch.export``-ed over the shape profile, and each ``cyclestream::instance_norm_*``
   op becomes a TensorRT plugin through torch-tensorrt's automatic plugin generation on TensorRT's
@@ -53,6 +55,7 @@ from cyclestream.engine.backends.cache import (
     model_digest,
     store_engine,
 )
+from cyclestream.engine.backends.cuda_stream import BackendStream
 from cyclestream.engine.backends.export import INPUT_NAME, cached_onnx, export_program
 from cyclestream.engine.backends.onnx_plugins import plugin_onnx_path, write_plugin_onnx
 from cyclestream.engine.checkpoint import LoadedModel
@@ -68,6 +71,10 @@ SOURCE_BUILD_DIR = Path(__file__).resolve().parents[2] / "build"  # a source che
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 PLUGIN_OPS = ("cyclestream::instance_norm_act", "cyclestream::instance_norm_residual")
 INSTALL_HINT = "pip install 'cyclestream[gpu]' (tensorrt ≥ 10.7, torch-tensorrt matching your torch)"
+# torch-tensorrt's generated plugin shape function calls the op without its attribute arguments before
+# 2.13 ("instance_norm_act() is missing value for argument 'act'"), so the plugins variant cannot build.
+PLUGINS_MIN_TORCH_TENSORRT = (2, 13)
+PLUGINS_HINT = "pip install 'cyclestream[gpu-plugins]' (torch-tensorrt ≥ 2.13, which needs torch 2.13 and TensorRT 11)"
 
 
 def import_tensorrt() -> Any:
@@ -89,9 +96,50 @@ def plugin_library() -> Path | None:
     return path if path.is_file() else None
 
 
+def _release(text: str) -> tuple[int, ...]:
+    """(2, 12, 0) from '2.12.0+cu130', '2.13.0.dev20260101' and the like."""
+    parts = []
+    for piece in text.split("+")[0].split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit()) if piece[:1].isdigit() else ""
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def torch_tensorrt_version() -> str | None:
+    """The installed torch-tensorrt's version (without importing it), or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch-tensorrt")
+    except PackageNotFoundError:
+        return None
+
+
+def variant_unavailable(variant: str) -> str | None:
+    """Why ``variant`` cannot be built in this environment, or None when it may be tried."""
+    if variant == "aot":
+        try:
+            return None if plugin_library() is not None else f"{PLUGIN_LIBRARY_NAME} is not built (cmake)"
+        except BackendError as e:
+            return str(e)
+    if variant == "plugins":
+        installed = torch_tensorrt_version()
+        if installed is None:
+            return f"torch-tensorrt is not installed: {PLUGINS_HINT}"
+        if _release(installed) < PLUGINS_MIN_TORCH_TENSORRT:
+            return (
+                f"torch-tensorrt {installed} generates plugin shape functions that omit the ops' attributes "
+                f"(fixed in 2.13): {PLUGINS_HINT}"
+            )
+    return None
+
+
 def default_variants() -> tuple[str, ...]:
-    """Every build variant, ``aot`` only when its plugin library is there."""
-    return VARIANTS if plugin_library() is not None else tuple(v for v in VARIANTS if v != "aot")
+    """The build variants that can work here, in order: ``aot`` (library built), ``plugins`` (torch-tensorrt
+    ≥ 2.13), ``native`` (always)."""
+    return tuple(v for v in VARIANTS if variant_unavailable(v) is None)
 
 
 def load_plugin_library() -> Path:
@@ -208,6 +256,8 @@ def build_from_onnx(onnx_path: Path, profile: ShapeProfile, workspace_gib: float
         raise BackendError(f"TensorRT's ONNX parser rejected the model: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    if hasattr(trt.BuilderFlag, "TF32"):  # on by default; fp32 tensors must stay fp32 (the fp32 check's tolerance)
+        config.clear_flag(trt.BuilderFlag.TF32)
     shapes = builder.create_optimization_profile()
     shapes.set_shape(INPUT_NAME, profile.min, profile.opt, profile.max)
     config.add_optimization_profile(shapes)
@@ -296,6 +346,10 @@ def get_engine(
     failures: list[str] = []
     for variant in variants:
         key = key_for(variant)
+        if reason := variant_unavailable(variant):
+            failures.append(f"{variant}: {reason}")
+            log.info("TensorRT variant %s skipped: %s", variant, reason)
+            continue
         log.info(
             "building a TensorRT engine (%s, %s, %s, profile %s) — first use only, this takes minutes; cached in %s",
             variant, precision, gpu, profile.to_text(), cache_dir / "engines",
@@ -341,6 +395,7 @@ class TensorRTBackend(Backend):
         self.variants = variants
         self.precision: Precision = "fp16"
         self._model: LoadedModel | None = None
+        self._io: BackendStream | None = None
         self._digest = ""
         self._batch = 1
         self._runners: list[EngineRunner] = []
@@ -383,13 +438,18 @@ class TensorRTBackend(Backend):
 
     @torch.inference_mode()
     def run(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames in and out, through pinned reused buffers on the backend's own stream."""
         if self._model is None:
             raise BackendError("backend used before prepare()")
+        if self._io is None:
+            self._io = BackendStream(self.device)
+        return self._io.run(self._translate, frames)
+
+    def _translate(self, frames: torch.Tensor) -> torch.Tensor:
+        assert self._model is not None
         height, width = frames.shape[1], frames.shape[2]
-        frames = frames.pin_memory().to(self.device, non_blocking=True)
         x = to_model_input(frames, self._model.spec.size_multiple, PRECISIONS[self.precision])
-        out = from_model_output(self.infer(x), height, width)
-        return out.to("cpu")
+        return from_model_output(self.infer(x), height, width)
 
     def describe(self) -> str:
         variant = self._runners[0].variant if self._runners else "?"

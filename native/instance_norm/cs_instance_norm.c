@@ -6,6 +6,11 @@
  *   3. apply    grid (R, T):          skip + act((x - mean) · rstd) -> out
  * which is what instance_norm_triton.stats/apply do with BLOCK_C = 1 and BLOCK_HW = CS_TILE.
  *
+ * Partial and apply kernels come twice: aligned images (16-byte vector loads; compiled for 16-byte
+ * aligned x/skip/out, HW a multiple of 16 and a unit element stride, which they do not take as an
+ * argument) and general images (any alignment, scalar loads).  Each launch takes the aligned image
+ * when its pointers and HW allow, the general one otherwise.
+ *
  * Images: each kernel exists as cubins for a few architectures and as one PTX.  In a context whose
  * device is sm_XY we take the cubin of the same major with the highest minor ≤ Y, else the PTX if it
  * is not newer than the device (the driver compiles it), else the launch fails with a message.
@@ -108,7 +113,7 @@ static int better(const cs_kernel_image *a, const cs_kernel_image *b) {
 
 static int same_slot(const cs_kernel_image *a, const cs_kernel_image *b) {
   return a->role == b->role && a->dtype == b->dtype && a->act == b->act && a->has_skip == b->has_skip &&
-         a->block_t == b->block_t;
+         a->aligned == b->aligned && a->block_t == b->block_t;
 }
 
 static CUresult load_context(CUcontext context, cs_context_kernels *out) {
@@ -189,14 +194,28 @@ CUresult cs_instance_norm_load(void) {
 }
 
 static const cs_loaded_kernel *find(const cs_context_kernels *k, int role, int dtype, int act, int has_skip,
-                                    int block_t) {
+                                    int aligned, int block_t) {
   for (int i = 0; i < k->n_kernels; ++i) {
     const cs_kernel_image *img = k->kernels[i].image;
     if (img->role == role && img->dtype == dtype && img->act == act && img->has_skip == has_skip &&
-        img->block_t == block_t)
+        img->aligned == aligned && img->block_t == block_t)
       return &k->kernels[i];
   }
   return NULL;
+}
+
+/* The aligned image when the tensors allow it and one is loaded, else the general one. */
+static const cs_loaded_kernel *find_row_kernel(const cs_context_kernels *k, int role, int dtype, int act,
+                                               int has_skip, int aligned) {
+  const cs_loaded_kernel *found = aligned ? find(k, role, dtype, act, has_skip, 1, 0) : NULL;
+  return found ? found : find(k, role, dtype, act, has_skip, 0, 0);
+}
+
+/* Whether the aligned images may run: 16-byte aligned tensors and rows a multiple of 16 elements long
+ * (so that every row, tile and image start stays 16-element aligned). */
+static int vector_aligned(const cs_instance_norm_desc *d, CUdeviceptr x, CUdeviceptr skip, CUdeviceptr out) {
+  if (d->hw % 16 != 0 || x % 16 != 0 || out % 16 != 0) return 0;
+  return !d->has_skip || skip % 16 == 0;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -234,15 +253,21 @@ CUresult cs_instance_norm_enqueue(const cs_instance_norm_desc *d, CUdeviceptr x,
   CUdeviceptr mean = m2 + partials, rstd = mean + aligned((size_t)rows * sizeof(float));
   CUdeviceptr scratch = 0, profile_scratch = 0;
 
+  int want_aligned = vector_aligned(d, x, skip, out);
+
   void *partial_args[] = {&x, &count, &tmean, &m2, &c, &hw, &s_n, &s_c, &s_hw, &n_cblocks, &n_tiles,
                           &scratch, &profile_scratch};
-  rc = launch(find(kernels, CS_ROLE_PARTIAL, d->dtype, 0, 0, 0), (unsigned)rows, (unsigned)n_tiles, partial_args,
-              13, stream, "partial statistics kernel");
+  void *partial_aligned_args[] = {&x, &count, &tmean, &m2, &c, &hw, &s_n, &s_c, &n_cblocks, &n_tiles,
+                                  &scratch, &profile_scratch};
+  const cs_loaded_kernel *partial = find_row_kernel(kernels, CS_ROLE_PARTIAL, d->dtype, 0, 0, want_aligned);
+  int partial_aligned = partial && partial->image->aligned;
+  rc = launch(partial, (unsigned)rows, (unsigned)n_tiles, partial_aligned ? partial_aligned_args : partial_args,
+              partial_aligned ? 12 : 13, stream, "partial statistics kernel");
   if (rc != CUDA_SUCCESS) return rc;
 
   const cs_loaded_kernel *combine = NULL;
   for (int block_t = 1; block_t <= CS_MAX_TILES && !combine; block_t *= 2) {
-    if (block_t >= n_tiles) combine = find(kernels, CS_ROLE_COMBINE, -1, 0, 0, block_t);
+    if (block_t >= n_tiles) combine = find(kernels, CS_ROLE_COMBINE, -1, 0, 0, 0, block_t);
   }
   int block_r = combine ? combine->image->block_r : 1;
   void *combine_args[] = {&count, &tmean, &m2, &mean, &rstd, &rows, &n_tiles, &eps, &scratch, &profile_scratch};
@@ -253,6 +278,11 @@ CUresult cs_instance_norm_enqueue(const cs_instance_norm_desc *d, CUdeviceptr x,
   CUdeviceptr skip_or_x = d->has_skip ? skip : x;
   void *apply_args[] = {&x, &skip_or_x, &out, &mean, &rstd, &c, &hw, &s_n, &s_c, &s_hw, &n_cblocks,
                         &scratch, &profile_scratch};
-  return launch(find(kernels, CS_ROLE_APPLY, d->dtype, d->act, d->has_skip ? 1 : 0, 0), (unsigned)rows,
-                (unsigned)n_tiles, apply_args, 13, stream, "normalize kernel");
+  void *apply_aligned_args[] = {&x, &skip_or_x, &out, &mean, &rstd, &c, &hw, &s_n, &s_c, &n_cblocks,
+                                &scratch, &profile_scratch};
+  const cs_loaded_kernel *apply =
+      find_row_kernel(kernels, CS_ROLE_APPLY, d->dtype, d->act, d->has_skip ? 1 : 0, want_aligned);
+  int apply_aligned = apply && apply->image->aligned;
+  return launch(apply, (unsigned)rows, (unsigned)n_tiles, apply_aligned ? apply_aligned_args : apply_args,
+                apply_aligned ? 12 : 13, stream, "normalize kernel");
 }

@@ -77,6 +77,7 @@ def test_aot_variant_is_offered_only_with_the_plugin_library(tmp_path: Path, mon
 
     monkeypatch.delenv(trt_backend.PLUGIN_LIBRARY_ENV, raising=False)
     monkeypatch.setattr(trt_backend, "SOURCE_BUILD_DIR", tmp_path / "build")
+    monkeypatch.setattr(trt_backend, "torch_tensorrt_version", lambda: "2.13.0")
     assert trt_backend.plugin_library() is None
     assert trt_backend.default_variants() == ("plugins", "native")
     with pytest.raises(BackendError, match=r"cmake -S \. -B build"):
@@ -96,10 +97,10 @@ def test_aot_variant_is_offered_only_with_the_plugin_library(tmp_path: Path, mon
 @pytest.mark.parametrize("variant", ["aot", "plugins", "native"])
 @pytest.mark.parametrize("precision", ["fp16", "fp32"])
 def test_engine_matches_eager_and_is_cached(variant: str, precision: str, tmp_path: Path) -> None:
-    from cyclestream.engine.backends.tensorrt import TensorRTBackend, plugin_library
+    from cyclestream.engine.backends.tensorrt import TensorRTBackend, variant_unavailable
 
-    if variant == "aot" and plugin_library() is None:
-        pytest.skip("libcyclestream_trt_plugins.so is not built (cmake -S . -B build && cmake --build build)")
+    if reason := variant_unavailable(variant):
+        pytest.skip(reason)
     model = random_model(SPEC)
     backend = TensorRTBackend("cuda", tmp_path, variants=(variant,))
     backend.prepare(model, FrameShape(2, 48, 64), precision)  # type: ignore[arg-type]
@@ -126,6 +127,7 @@ def test_engine_build_falls_back_to_native_with_a_warning_and_is_cached(
     monkeypatch.setattr(trt_backend, "import_tensorrt", lambda: SimpleNamespace(__version__="10.13.0"))
     monkeypatch.setattr(trt_backend, "gpu_name", lambda device: "Fake GPU (sm_89)")
     monkeypatch.setattr(trt_backend, "plugin_library", lambda: None)  # no native plugin library: no aot variant
+    monkeypatch.setattr(trt_backend, "torch_tensorrt_version", lambda: "2.13.0")  # a plugins-capable one
     calls: list[str] = []
 
     def plugins(*args: object) -> bytes:
@@ -153,3 +155,38 @@ def test_engine_build_falls_back_to_native_with_a_warning_and_is_cached(
     monkeypatch.setattr(trt_backend, "build_native", plugins)
     with pytest.raises(BackendError, match=r"plugins: no QDP .*; native: no QDP"):
         trt_backend.get_engine(random_model(SPEC, seed=1), wide, "fp16", cpu, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("installed", "offered"),
+    [(None, False), ("2.6.0", False), ("2.12.1+cu130", False), ("2.13.0", True), ("2.14.0.dev20260301", True)],
+)
+def test_plugins_variant_needs_a_torch_tensorrt_that_passes_the_ops_attributes(
+    installed: str | None, offered: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """torch-tensorrt ≤ 2.12 generates a shape function that calls the op without ``act``/``eps``: the
+    plugins variant is not offered and not built there, with a one-line reason; native still builds."""
+    import cyclestream.engine.backends.tensorrt as trt_backend
+
+    monkeypatch.setattr(trt_backend, "import_tensorrt", lambda: SimpleNamespace(__version__="10.13.0"))
+    monkeypatch.setattr(trt_backend, "gpu_name", lambda device: "Fake GPU (sm_90)")
+    monkeypatch.setattr(trt_backend, "plugin_library", lambda: None)
+    monkeypatch.setattr(trt_backend, "torch_tensorrt_version", lambda: installed)
+    calls: list[str] = []
+    monkeypatch.setattr(trt_backend, "build_with_plugins", lambda *a: calls.append("plugins") or b"plugins engine")
+    monkeypatch.setattr(trt_backend, "build_native", lambda *a: calls.append("native") or b"native engine")
+    reason = trt_backend.variant_unavailable("plugins")
+    assert (reason is None) == offered
+    assert trt_backend.default_variants() == (("plugins", "native") if offered else ("native",))
+    if not offered:
+        assert "\n" not in reason and "2.13" in reason and ("not installed" in reason or installed in reason)
+    with caplog.at_level(logging.INFO, logger="cyclestream"):
+        built = trt_backend.get_engine(
+            random_model(SPEC), ShapeProfile.parse("1x3x64x64"), "fp16", torch.device("cpu"), tmp_path,
+            variants=("plugins", "native"),
+        )  # fmt: skip
+    assert calls == (["plugins"] if offered else ["native"])
+    assert built.key.variant == calls[0]
+    if not offered:
+        assert "TensorRT variant plugins skipped" in caplog.text

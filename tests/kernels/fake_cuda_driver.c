@@ -1,7 +1,7 @@
 /* A stand-in for the CUDA driver API, for testing native/instance_norm/cs_instance_norm.c on a machine
  * without a GPU (tests/kernels/test_native_launcher.py).  It is not presented as CUDA: it implements
  * only the eight calls the launcher makes, records every module load and kernel launch, and decodes
- * each launch's parameters with the sizes the test gives per kernel role (the sizes the real cubins
+ * each launch's parameters with the sizes the test gives per kernel role and alignment (the sizes the real cubins
  * declare, as test_aot.py checks with cuobjdump).  Contexts and the device's compute capability are
  * set by the test.
  */
@@ -15,7 +15,7 @@
 #define MAX_PARAMS 16
 
 typedef struct {
-  int role, dtype, act, has_skip, block_t, sm, is_ptx;
+  int role, dtype, act, has_skip, block_t, sm, is_ptx, aligned;
   unsigned grid[3], block[3], shared;
   uintptr_t stream;
   int n_params;
@@ -27,8 +27,8 @@ static uintptr_t g_context = 1;
 static int g_loads = 0;
 static const cs_kernel_image *g_modules[MAX_RECORDS];
 static int g_n_modules = 0;
-static int g_param_sizes[3][MAX_PARAMS];
-static int g_n_params[3];
+static int g_param_sizes[6][MAX_PARAMS]; /* [role * 2 + aligned] */
+static int g_n_params[6];
 static fake_launch g_launches[MAX_RECORDS];
 static int g_n_launches = 0;
 static CUresult g_fail_launch = CUDA_SUCCESS;
@@ -39,9 +39,9 @@ void fake_set_device(int sm, int context) {
   g_sm = sm;
   g_context = (uintptr_t)context;
 }
-void fake_set_param_sizes(int role, const int *sizes, int n) {
-  g_n_params[role] = n;
-  memcpy(g_param_sizes[role], sizes, (size_t)n * sizeof(int));
+void fake_set_param_sizes(int role, int aligned, const int *sizes, int n) {
+  g_n_params[role * 2 + aligned] = n;
+  memcpy(g_param_sizes[role * 2 + aligned], sizes, (size_t)n * sizeof(int));
 }
 void fake_fail_launches(int code) { g_fail_launch = (CUresult)code; }
 int fake_module_loads(void) { return g_loads; }
@@ -107,14 +107,15 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
   fake_launch *r = &g_launches[g_n_launches++];
   memset(r, 0, sizeof *r);
   r->role = image->role, r->dtype = image->dtype, r->act = image->act, r->has_skip = image->has_skip;
-  r->block_t = image->block_t, r->sm = image->sm, r->is_ptx = image->is_ptx;
+  r->block_t = image->block_t, r->sm = image->sm, r->is_ptx = image->is_ptx, r->aligned = image->aligned;
   r->grid[0] = gx, r->grid[1] = gy, r->grid[2] = gz;
   r->block[0] = bx, r->block[1] = by, r->block[2] = bz;
   r->shared = shared;
   r->stream = (uintptr_t)stream;
-  r->n_params = g_n_params[image->role];
+  const int kind = image->role * 2 + image->aligned;
+  r->n_params = g_n_params[kind];
   for (int i = 0; i < r->n_params; ++i) { /* each value read with its declared size, as the GPU would */
-    if (g_param_sizes[image->role][i] == 4) {
+    if (g_param_sizes[kind][i] == 4) {
       uint32_t v;
       memcpy(&v, params[i], 4);
       r->params[i] = v;

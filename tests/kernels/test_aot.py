@@ -91,11 +91,35 @@ def test_cubins_have_the_parameters_the_c_launcher_passes(aot_out: Path) -> None
         assert sizes == variant.param_bytes, f"{cubin.name}: {variant.kernel} parameters"  # + Triton's scratch ptrs
     launcher = (ROOT / "native" / "instance_norm" / "cs_instance_norm.c").read_text()
     # the launcher's argument arrays have as many entries as the kernels take
-    for role, count in (("partial", 13), ("combine", 10), ("apply", 13)):
-        variant = next(v for v in aot.variants() if v.role == role)
+    for role, aligned, count in (("partial", 0, 13), ("combine", 0, 10), ("apply", 0, 13), ("partial", 1, 12),
+                                 ("apply", 1, 12)):  # fmt: skip
+        variant = next(v for v in aot.variants() if v.role == role and v.aligned == aligned)
         assert len(variant.param_bytes) == count
-        args = re.search(rf"void \*{role}_args\[\] = \{{(.*?)\}};", launcher, re.S)
-        assert args and args.group(1).count("&") == count, role
+        name = f"{role}_aligned" if aligned else role
+        args = re.search(rf"void \*{name}_args\[\] = \{{(.*?)\}};", launcher, re.S)
+        assert args and args.group(1).count("&") == count, name
+
+
+def test_aligned_images_use_vector_loads_and_the_general_ones_scalar(aot_out: Path) -> None:
+    """The point of the aligned images: 16-byte ``ld/st.global.v4`` where the general ones load element by
+    element (with a runtime stride and no divisibility known, Triton cannot vectorize)."""
+    ptx = sorted((aot_out / "images" / "ptx80").glob("*.ptx"))
+    checked = 0
+    for path, variant in zip(ptx, aot.variants(), strict=True):
+        if variant.role == "combine":
+            continue
+        text = path.read_text()
+        vector_loads = len(re.findall(r"\bld\.global(?:\.\w+)*\.v4\.", text))
+        if variant.aligned:
+            assert path.stem.endswith("_aligned") and vector_loads >= 1, path.name
+            if variant.role == "apply":
+                assert re.search(r"\bst\.global(?:\.\w+)*\.v4\.", text), path.name
+        else:
+            assert vector_loads == 0, path.name
+            scalar = "b16" if variant.dtype == aot.DTYPES["fp16"] else "b32"
+            assert re.search(rf"\bld\.global(?:\.\w+)*\.{scalar}\b", text), path.name
+        checked += 1
+    assert checked == 2 * 2 * 5  # (partial + 4 apply epilogues) × 2 dtypes × aligned or not
 
 
 def test_ptx_targets_the_lowest_architecture(aot_out: Path) -> None:

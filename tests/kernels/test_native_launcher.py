@@ -38,7 +38,7 @@ class Desc(ctypes.Structure):
 
 class Launch(ctypes.Structure):
     _fields_ = [
-        *((name, ctypes.c_int) for name in ("role", "dtype", "act", "has_skip", "block_t", "sm", "is_ptx")),
+        *((name, ctypes.c_int) for name in ("role", "dtype", "act", "has_skip", "block_t", "sm", "is_ptx", "aligned")),
         ("grid", ctypes.c_uint * 3), ("block", ctypes.c_uint * 3), ("shared", ctypes.c_uint),
         ("stream", ctypes.c_size_t), ("n_params", ctypes.c_int), ("params", ctypes.c_uint64 * 16),
     ]  # fmt: skip
@@ -85,17 +85,19 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
     library.cs_instance_norm_workspace_size.restype = ctypes.c_size_t
     library.cs_instance_norm_last_error.restype = ctypes.c_char_p
     library.fake_get_launch.restype = ctypes.POINTER(Launch)
-    for role, code in ROLES.items():
-        variant = next(v for v in aot.variants() if v.role == role)
+    for variant in aot.variants():  # the sizes each kernel declares, per role and alignment
         sizes = variant.param_bytes
-        library.fake_set_param_sizes(code, (ctypes.c_int * len(sizes))(*sizes), len(sizes))
+        role, aligned = ROLES[variant.role], variant.aligned
+        library.fake_set_param_sizes(role, aligned, (ctypes.c_int * len(sizes))(*sizes), len(sizes))
     return library
 
 
-def _run(lib: ctypes.CDLL, desc: Desc, *, sm: int = 86, context: int = 1) -> tuple[int, list[Launch]]:
+def _run(
+    lib: ctypes.CDLL, desc: Desc, *, sm: int = 86, context: int = 1, x: int = X, skip: int = SKIP, out: int = OUT
+) -> tuple[int, list[Launch]]:
     lib.fake_set_device(sm, context)
     lib.fake_reset_launches()
-    rc = lib.cs_instance_norm_enqueue(ctypes.byref(desc), X, SKIP, OUT, WORKSPACE, STREAM)
+    rc = lib.cs_instance_norm_enqueue(ctypes.byref(desc), x, skip, out, WORKSPACE, STREAM)
     return rc, [lib.fake_get_launch(i).contents for i in range(lib.fake_launch_count())]
 
 
@@ -129,6 +131,28 @@ def test_one_norm_is_three_launches_with_the_kernels_arguments(lib: ctypes.CDLL)
     assert _params(combine) == [count, tmean, m2, mean, rstd, rows, tiles, eps_bits, 0, 0]
     assert (apply.act, apply.has_skip, apply.dtype) == (1, 0, 0) and list(apply.grid) == [rows, tiles, 1]
     assert _params(apply) == [X, X, OUT, mean, rstd, c, hw, c * hw, hw, 1, c, 0, 0]  # no skip: x in its slot
+    assert partial.aligned == apply.aligned == 0  # 9,100 elements a row is no multiple of 16: general images
+
+
+@pytest.mark.parametrize(
+    ("hw", "x", "skip", "out", "has_skip", "aligned"),
+    [(64 * 64, X, SKIP, OUT, 1, 1), (270 * 480, X + 16, SKIP + 32, OUT + 48, 1, 1),  # 16-byte aligned
+     (64 * 64, X + 2, SKIP, OUT, 1, 0), (64 * 64, X, SKIP, OUT + 4, 0, 0), (64 * 64, X, SKIP + 8, OUT, 1, 0),
+     (64 * 64, X, SKIP + 8, OUT, 0, 1),  # skip is not read without has_skip
+     (64 * 64 + 8, X, SKIP, OUT, 0, 0)],  # rows not a multiple of 16
+)  # fmt: skip
+def test_aligned_images_run_when_pointers_and_rows_allow_else_the_general_ones(
+    lib: ctypes.CDLL, hw: int, x: int, skip: int, out: int, has_skip: int, aligned: int
+) -> None:
+    c, tiles = 4, -(-hw // aot.TILE)
+    rc, (partial, combine, apply) = _run(lib, Desc(1, c, hw, 1, 1, has_skip, 1e-5), x=x, skip=skip, out=out)
+    assert rc == 0 and (partial.aligned, apply.aligned, combine.aligned) == (aligned, aligned, 0)
+    count, partials = WORKSPACE, _aligned(c * tiles * 4)
+    mean, rstd = WORKSPACE + 3 * partials, WORKSPACE + 3 * partials + _aligned(c * 4)
+    stride = [] if aligned else [1]  # the aligned images have the unit stride compiled in
+    assert _params(partial) == [x, count, count + partials, count + 2 * partials, c, hw, c * hw, hw, *stride, c,
+                                tiles, 0, 0]  # fmt: skip
+    assert _params(apply) == [x, skip if has_skip else x, out, mean, rstd, c, hw, c * hw, hw, *stride, c, 0, 0]
 
 
 def test_fp16_residual_tail_uses_the_fp16_skip_images(lib: ctypes.CDLL) -> None:
