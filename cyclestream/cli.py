@@ -7,8 +7,10 @@ traceback.  Library modules are imported inside the commands, so ``cyclestream -
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -19,6 +21,7 @@ log = logging.getLogger("cyclestream")
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MODEL = ASSETS / "default_model.safetensors"
+STUDENT_MODEL = ASSETS / "student_model.safetensors"  # distilled from DEFAULT_MODEL: cyclestream distill
 DEMO_CLIP = ASSETS / "demo.mp4"
 
 
@@ -33,11 +36,34 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+def int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer from ``lo`` to ``hi`` (no upper bound when ``hi`` is None)."""
+
+    def integer(text: str) -> int:
+        value = int(text)  # a ValueError: argparse says "invalid integer value: 'TEXT'"
+        if value < lo or (hi is not None and value > hi):
+            bound = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    return integer
+
+
+def float_above(lo: float) -> Callable[[str], float]:
+    """An argparse type: a finite number greater than ``lo``."""
+
+    def number(text: str) -> float:
+        value = float(text)  # a ValueError: argparse says "invalid number value: 'TEXT'"
+        if not (math.isfinite(value) and value > lo):
+            raise argparse.ArgumentTypeError(f"must be a number greater than {lo:g}, got {text}")
+        return value
+
+    return number
+
+
+_positive = int_in(1)
+positive_float = float_above(0)
+CRF = int_in(0, 63)  # the widest encoder range (vpx, AV1); x264/x265 (0-51) are checked when the encoder opens
 
 
 # ----------------------------------------------------------------------------- shared option groups
@@ -69,11 +95,21 @@ def run_options(args: argparse.Namespace) -> Any:
 def add_encode_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("video output")
     g.add_argument("--codec", default="libx264", help="video encoder (default libx264; libx265, libvpx-vp9, ...)")
-    g.add_argument("--crf", type=int, default=18, help="constant quality, lower is better (default 18)")
+    g.add_argument("--crf", type=CRF, default=18,
+                   help="constant quality 0-51 (x264, x265) or 0-63 (vpx, AV1), lower is better (default 18)")
     g.add_argument("--preset", default="medium", help="x264/x265 speed preset (default medium)")
     g.add_argument("--pix-fmt", default="yuv420p", help="output pixel format (default yuv420p)")
     g.add_argument("--preview", type=Path, help="side-by-side PNG path (default: OUTPUT.preview.png)")
     g.add_argument("--no-preview", action="store_true", help="do not write a preview PNG")
+
+
+def add_temporal_option(p: argparse.ArgumentParser) -> None:
+    from cyclestream.engine.temporal import METHODS  # numpy only: --help stays fast
+
+    p.add_argument("--temporal", default="on", choices=METHODS,
+                   help="steady video: on (default; = blend: a motion-aware running average where the input "
+                   "is still, reset at scene cuts), flow (the same along optical flow; needs OpenCV), off "
+                   "(every frame translated on its own)")
 
 
 def translate_options(args: argparse.Namespace, output: Path) -> Any:
@@ -86,7 +122,18 @@ def translate_options(args: argparse.Namespace, output: Path) -> Any:
         encode=EncodeOptions(args.codec, args.crf, args.preset, args.pix_fmt),
         preview=preview,
         progress=not args.quiet,
+        temporal=args.temporal,
     )
+
+
+def _check_preview(args: argparse.Namespace, source: Path) -> None:
+    """Fail before the work if ``--preview PATH`` is the input or could not be written (it is written
+    last; the default path lies beside the output, whose folder the output's own writing checks)."""
+    from cyclestream.engine.paths import check_not_input, check_writable
+
+    if args.preview is not None and not args.no_preview:
+        check_not_input(source, args.preview)
+        check_writable(args.preview, "--preview")
 
 
 def _print_report(report: Any) -> None:
@@ -112,13 +159,21 @@ def _add_translate(sub: Any) -> None:
     )
     add_run_options(p)
     add_encode_options(p)
+    add_temporal_option(p)
     p.set_defaults(func=_cmd_translate)
 
 
 def _cmd_translate(args: argparse.Namespace) -> int:
-    from cyclestream.engine.translate import translate
+    from cyclestream.engine.translate import ImagesFailed, translate
 
-    _print_report(translate(args.input, args.output, args.model, translate_options(args, args.output)))
+    options = translate_options(args, args.output)
+    _check_preview(args, args.input)
+    try:
+        report = translate(args.input, args.output, args.model, options)
+    except ImagesFailed as e:  # a folder job: the good images were written; say so, list the failures
+        _print_report(e.report)
+        raise
+    _print_report(report)
     return 0
 
 
@@ -130,64 +185,104 @@ def _add_demo(sub: Any) -> None:
         default=Path("out/demo_translated.mp4"),
         help="output video (default out/demo_translated.mp4)",
     )
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="generator (default: bundled)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="generator (default: bundled)")
+    which.add_argument("--student", action="store_true",
+                       help="the bundled real-time student (distilled from the bundled model); runs on OpenVINO "
+                       "when it is installed and --backend is auto")
     add_run_options(p)
     add_encode_options(p)
+    add_temporal_option(p)
     p.set_defaults(func=_cmd_demo)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from cyclestream.engine.translate import translate
 
+    if args.student:
+        from cyclestream.engine.backends.auto import installed
+
+        args.model = STUDENT_MODEL
+        if args.backend == "auto" and args.device in ("cpu", "auto") and installed("openvino"):
+            args.backend = "openvino"
+    options = translate_options(args, args.output)
+    _check_preview(args, DEMO_CLIP)
     print(f"translating the bundled clip {DEMO_CLIP.name} with {args.model.name}")
-    _print_report(translate(DEMO_CLIP, args.output, args.model, translate_options(args, args.output)))
+    _print_report(translate(DEMO_CLIP, args.output, args.model, options))
     return 0
 
 
 def _add_stream(sub: Any) -> None:
     p = sub.add_parser("stream", help="translate a live camera, network stream or test source with bounded latency")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="generator (default: bundled)")
-    p.add_argument("--source", required=True,
-                   help="/dev/video0 | udp://@:5000 | rtsp://... | srt://... | "
-                   "lavfi:testsrc2=size=640x360:rate=30 | FILE")
-    p.add_argument("--sink", default="null",
-                   help="null (default) | FILE.mp4/.mkv/.ts (finalized on stop) | udp://127.0.0.1:5001 | rtmp://...")
+    p.add_argument("--source", required=True, action="append",
+                   help="/dev/video0 | udp://@:5000 | rtsp://... | rtmp://...[?listen] | "
+                   "lavfi:testsrc2=size=640x360:rate=30 | FILE; repeat it to run several streams through one model")
+    p.add_argument("--sink", action="append",
+                   help="null (default) | FILE.ts/.mkv/.mp4 (recorded under its name, playable even if the job is "
+                   "killed) | udp://127.0.0.1:5001 | rtmp://...; with several --source, one --sink each, in order")
     p.add_argument("--preview", metavar="[HOST]:PORT", help="serve a live MJPEG page, e.g. :8080")
-    p.add_argument("--fps", type=float, help="at most this many frames per second (cameras: capture rate)")
+    p.add_argument("--fps", type=positive_float, help="at most this many frames per second (cameras: capture rate)")
     p.add_argument("--realtime", action="store_true", help="play a FILE source at its native rate")
     p.add_argument("--input-format", help="camera pixel format for V4L2, e.g. mjpeg or yuyv422")
-    p.add_argument("--max-latency", type=float, default=1.0, help="latency bound in seconds (default 1.0)")
-    p.add_argument("--reconnect", type=int, default=3, help="reopen a stalled network source N times (default 3)")
-    p.add_argument("--read-timeout", type=float, default=3.0, help="seconds without data = stalled (default 3)")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--max-latency", type=positive_float, default=1.0, help="latency bound in seconds (default 1.0)")
+    p.add_argument("--reconnect", type=int_in(0), default=3, help="reopen a stalled network source N times (default 3)")
+    p.add_argument("--read-timeout", type=positive_float, default=3.0,
+                   help="seconds without data = stalled (default 3)")
+    p.add_argument("--duration", type=positive_float, help="stop after this many seconds")
     p.add_argument("--codec", default="libx264", help="encoder for the sink (default libx264, zero-latency)")
-    p.add_argument("--crf", type=int, default=23, help="sink quality (default 23)")
+    p.add_argument("--crf", type=CRF, default=23, help="sink quality (default 23)")
     p.add_argument("--stats-json", type=Path, help="also write the summary JSON here")
     add_run_options(p)
+    add_temporal_option(p)
     p.set_defaults(func=_cmd_stream)
 
 
 def _cmd_stream(args: argparse.Namespace) -> int:
-    from cyclestream.engine.media.sinks import EncodeOptions
-    from cyclestream.engine.stream import LIVE_ENCODE, StreamOptions, print_summary, run_stream
+    import dataclasses
 
+    from cyclestream.engine.errors import CycleStreamError
+    from cyclestream.engine.media.sinks import EncodeOptions
+    from cyclestream.engine.paths import check_writable
+    from cyclestream.engine.stream import LIVE_ENCODE, StreamInterrupted, StreamOptions, print_summary, run_streams
+
+    if args.stats_json is not None:
+        check_writable(args.stats_json, "--stats-json")
+    sinks = args.sink or ["null"] * len(args.source)
+    if len(sinks) != len(args.source):
+        raise CycleStreamError(f"{len(args.source)} --source but {len(sinks)} --sink: give one --sink per --source "
+                               "(null for none), in the same order")
+    if len(args.source) > 1 and args.preview:
+        raise CycleStreamError("--preview shows one stream: use it with a single --source")
     options = StreamOptions(
-        source=args.source, sink=args.sink, model=args.model, run=run_options(args),
+        source=args.source[0], sink=sinks[0], model=args.model, run=run_options(args),
         encode=EncodeOptions(**{**LIVE_ENCODE.__dict__, "codec": args.codec, "crf": args.crf}),
         fps=args.fps, realtime=args.realtime, max_latency=args.max_latency, reconnect=args.reconnect,
         read_timeout=args.read_timeout, preview=args.preview, duration=args.duration, input_format=args.input_format,
-        stats_interval=0 if args.quiet else 1.0,
+        stats_interval=0 if args.quiet else 1.0, temporal=args.temporal,
     )
-    report = run_stream(options)
-    if report.end_reason:
-        log.warning("source ended: %s; finalized %s with %d frames", report.end_reason, args.sink,
-                    report.stats.frames)
-    print_summary(report, args.stats_json)
+    jobs = [dataclasses.replace(options, source=source, sink=sink) for source, sink in zip(args.source, sinks,
+                                                                                             strict=True)]
+    try:
+        reports = run_streams(jobs)
+        for report in reports:
+            if report.end_reason:
+                log.warning("source %s ended: %s; finalized %s with %d frames", report.source, report.end_reason,
+                            report.sink, report.stats.frames)
+        print_summary(reports[0] if len(reports) == 1 else reports, args.stats_json)
+    except StreamInterrupted as e:  # Ctrl-C or SIGTERM before any frame: exit 130 or 143, not an error
+        print(f"cyclestream: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt as e:  # a second Ctrl-C: recordings are kept, never deleted
+        recorded = [s for s in sinks if s != "null" and "://" not in s and Path(s).exists()]
+        if recorded and not getattr(e, "__notes__", None):
+            e.add_note(f"kept {', '.join(recorded)}")
+        raise
     return 0
 
 
 def _add_bench(sub: Any) -> None:
-    p = sub.add_parser("bench", help="measure throughput: the model alone, or the whole video pipeline")
+    p = sub.add_parser("bench", help="measure throughput: the model alone, the whole video pipeline, or a live soak")
     kinds = p.add_subparsers(dest="bench_kind", required=True, metavar="KIND")
     m = kinds.add_parser("model", help="images/s per backend, precision, batch and frame size")
     m.add_argument("--model", type=Path, help="generator (default: official resnet_9blocks, random weights)")
@@ -197,7 +292,7 @@ def _add_bench(sub: Any) -> None:
     m.add_argument("--size", default="256", help="comma list: 256, 512, 720p, 1080p, WxH (default 256)")
     m.add_argument("--device", default="cpu")
     m.add_argument("--repeats", type=_positive, default=3, help="timed runs per configuration (median)")
-    m.add_argument("--min-time", type=float, default=1.0, help="seconds per timed run (default 1)")
+    m.add_argument("--min-time", type=positive_float, default=1.0, help="seconds per timed run (default 1)")
     m.add_argument("--quick", action="store_true", help="tiny model and sizes: checks the harness in seconds")
     m.add_argument("--json", type=Path, help="write the report as JSON")
     m.add_argument("--plot", type=Path, help="write a PNG bar chart")
@@ -206,10 +301,36 @@ def _add_bench(sub: Any) -> None:
     pl = kinds.add_parser("pipeline", help="decode / model / encode alone, then overlapped")
     pl.add_argument("--input", type=Path, required=True, help="video file")
     pl.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="generator (default: bundled)")
-    pl.add_argument("--frames", type=int, help="use at most this many frames")
+    pl.add_argument("--frames", type=_positive, help="use at most this many frames")
     pl.add_argument("--json", type=Path, help="write the report as JSON")
     add_run_options(pl)
     pl.set_defaults(func=_cmd_bench_pipeline)
+    so = kinds.add_parser("stream", help="soak a live job: memory and open-file slopes, drops, latency")
+    so.add_argument("--source", default="lavfi:testsrc2=size=256x256:rate=30",
+                    help="live source (default lavfi:testsrc2=size=256x256:rate=30)")
+    so.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="generator (default: bundled)")
+    so.add_argument("--duration", type=positive_float, default=60.0, help="seconds to run (default 60)")
+    so.add_argument("--interval", type=positive_float, default=1.0, help="seconds between memory samples (default 1)")
+    so.add_argument("--max-latency", type=positive_float, default=1.0, help="latency bound in seconds (default 1.0)")
+    so.add_argument("--streams", help="comma list such as 1,2,4: instead of a soak, run N copies of --source "
+                    "through one shared model and as N separate processes, for --duration each")
+    so.add_argument("--json", type=Path, help="write the report as JSON")
+    add_run_options(so)
+    so.set_defaults(func=_cmd_bench_stream)
+    t = kinds.add_parser("temporal", help="flicker and cost of each --temporal method on a clip (with added noise)")
+    t.add_argument("--input", type=Path, action="append", required=True, help="video file (repeat for several)")
+    t.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="generator (default: bundled)")
+    t.add_argument("--methods", default="off,blend,flow",
+                   help="comma list of --temporal methods, plus ema-stats (instance-norm statistics averaged "
+                   "across frames, measured here only) (default off,blend,flow; flow needs OpenCV)")
+    t.add_argument("--noise", default="0,3", help="comma list of added noise σ in levels (default 0,3)")
+    t.add_argument("--frames", type=_positive, default=60, help="frames per clip (default 60)")
+    t.add_argument("--json", type=Path, help="write the reports as JSON")
+    t.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    t.add_argument("--picture", type=Path, help="PNG: consecutive frames of the first clip, each method, and "
+                   "their frame-to-frame change x8")
+    add_run_options(t)
+    t.set_defaults(func=_cmd_bench_temporal)
 
 
 def _write_json(path: Path | None, data: dict[str, Any]) -> None:
@@ -249,6 +370,39 @@ def _cmd_bench_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_temporal(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from cyclestream.engine.bench_temporal import (
+        STATS_LEVER,
+        add_noise,
+        bench_temporal,
+        format_table,
+        read_frames,
+        temporal_picture,
+    )
+    from cyclestream.engine.checkpoint import load_model
+    from cyclestream.engine.translate import prepare_backend
+
+    model, run = load_model(args.model), run_options(args)
+    methods = args.methods.split(",")
+    noise = [float(x) for x in args.noise.split(",")]
+    reports = [r for clip in args.input
+               for r in bench_temporal(clip, model, run, methods, noise, args.frames, progress=not args.quiet)]
+    print(format_table(reports, markdown=args.markdown))
+    _write_json(args.json, {"reports": [r.to_json() for r in reports]})
+    if args.picture:
+        frames = add_noise(read_frames(args.input[0], 5, run.size), max(noise))
+        h, w = frames[0].shape[:2]
+        backend = prepare_backend(model, dataclasses.replace(run, batch_size=1), h, w)
+        try:
+            shown = [m for m in methods if m != STATS_LEVER]
+            print(f"wrote {temporal_picture(frames, shown, backend, args.picture)}")
+        finally:
+            backend.close()
+    return 0
+
+
 def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
     from cyclestream.engine.bench import bench_pipeline
     from cyclestream.engine.bench_report import pipeline_table
@@ -258,6 +412,26 @@ def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
     report = bench_pipeline(args.input, load_model(args.model), run_options(args), EncodeOptions(),
                             args.frames, progress=not args.quiet)
     print(pipeline_table(report))
+    _write_json(args.json, report.to_json())
+    return 0
+
+
+def _cmd_bench_stream(args: argparse.Namespace) -> int:
+    from cyclestream.engine.soak import soak_stream
+    from cyclestream.engine.stream import StreamOptions
+
+    options = StreamOptions(source=args.source, model=args.model, run=run_options(args), duration=args.duration,
+                            max_latency=args.max_latency, stats_interval=0)
+    if args.streams:
+        from cyclestream.engine.bench_streams import bench_streams, streams_json, streams_table
+
+        rows = bench_streams(args.source, args.model, options.run, [int(n) for n in args.streams.split(",")],
+                             args.duration, args.max_latency)
+        print(streams_table(rows))
+        _write_json(args.json, streams_json(rows))
+        return 0
+    report = soak_stream(options, args.interval)
+    print(report.table())
     _write_json(args.json, report.to_json())
     return 0
 
@@ -351,7 +525,7 @@ def _add_data(sub: Any) -> None:
     c.add_argument("--seconds", type=float, default=6.0, help="length (default 6)")
     c.add_argument("--size", type=parse_size, default=(256, 256), help="WxH, even sides (default 256x256)")
     c.add_argument("--fps", type=_positive, default=12, help="frames per second (default 12)")
-    c.add_argument("--crf", type=int, default=23, help="x264 constant quality (default 23)")
+    c.add_argument("--crf", type=int_in(0, 51), default=23, help="x264 constant quality 0-51 (default 23)")
     c.set_defaults(func=_cmd_data_demo_clip)
 
 
@@ -418,18 +592,41 @@ def _add_train(sub: Any) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from cyclestream.engine.signals import exit_code, interrupted
     from cyclestream.trainer.loop import train
     from cyclestream.trainer.options import options_from_args
 
     try:
         result = train(options_from_args(args, progress=not args.quiet))
-    except KeyboardInterrupt:
-        print(f"cyclestream: interrupted; continue from the last checkpoint with --resume --out {args.out}",
+    except KeyboardInterrupt as e:
+        print(f"cyclestream: {interrupted(e)}; continue from the last checkpoint with --resume --out {args.out}",
               file=sys.stderr)
-        return 130
+        return exit_code(e)
     state = "finished" if result.finished else f"stopped (continue with --resume --out {result.run_dir})"
     print(f"{state} at epoch {result.position.epoch}, iteration {result.position.iteration}: "
           f"{', '.join(str(f) for f in result.files) or result.run_dir}")
+    return 0
+
+
+def _add_distill(sub: Any) -> None:
+    from cyclestream.trainer.distill_cli import add_distill_arguments
+
+    p = sub.add_parser("distill", help="distil a generator into a small, fast student (GAN Compression); "
+                       "--resume continues")
+    add_distill_arguments(p)
+    p.set_defaults(func=_cmd_distill)
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from cyclestream.trainer.distill_cli import run_distill
+    from cyclestream.trainer.distill_eval import format_evaluation
+
+    out = run_distill(args, progress=not args.quiet)
+    result = out["result"]
+    state = "finished" if result.finished else f"stopped (continue with --resume --out {result.run_dir})"
+    print(f"{state} at epoch {result.position.epoch}, iteration {result.position.iteration}: {out['student']}")
+    if out["evaluation"] is not None:
+        print(format_evaluation(out["evaluation"]))
     return 0
 
 
@@ -445,6 +642,7 @@ COMMANDS: list[Callable[[Any], None]] = [
     _add_data,
     _add_evaluate,
     _add_train,
+    _add_distill,
 ]
 
 
@@ -473,20 +671,28 @@ def main(argv: list[str] | None = None) -> int:
         format="cyclestream: %(levelname)s: %(message)s" if args.verbose else "cyclestream: %(message)s",
     )
     from cyclestream.engine.errors import CycleStreamError
+    from cyclestream.engine.signals import exit_code, interrupted, terminate_as_interrupt
 
+    # SIGTERM and SIGHUP unwind a job like Ctrl-C; stream instead finishes its output on them (engine/stream.py).
+    signals = contextlib.nullcontext() if args.command == "stream" else terminate_as_interrupt()
     try:
-        return int(args.func(args) or 0)
+        with signals:
+            return int(args.func(args) or 0)
     except CycleStreamError as e:
         if args.verbose:
             raise
         print(f"cyclestream: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("cyclestream: interrupted; no output was left behind", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # exit 128 + the signal's number: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
+        done = "; ".join(getattr(e, "__notes__", ())) or "no output was left behind"  # a job's note: what it wrote
+        print(f"cyclestream: {interrupted(e)}; {done}", file=sys.stderr)
+        return exit_code(e)
     except Exception as e:  # a bug or an unforeseen library error: still one line unless --verbose
         if args.verbose:
             raise
+        if isinstance(e, OSError) and e.filename is not None:  # permission denied, disk full, ...: the user's to fix
+            print(f"cyclestream: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+            return 2
         print(
             f"cyclestream: error: unexpected {type(e).__name__}: {e} (run with --verbose for details)", file=sys.stderr
         )

@@ -7,7 +7,7 @@
 | compile     | cpu/cuda| fp32, bf16, fp16 | torch.compile / inductor         |
 | onnxruntime | cpu     | fp32             | onnxruntime (`[onnx]` extra)     |
 | openvino    | cpu     | fp32, bf16       | openvino (`[openvino]` extra)    |
-| tensorrt    | cuda    | fp32, fp16, bf16 | tensorrt, torch-tensorrt (`[gpu]`) |
+| tensorrt    | cuda    | fp32, fp16, bf16 | tensorrt (`[gpu]`); torch-tensorrt ≥ 2.13 for `plugins` (`[gpu-plugins]`) |
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def create_backend(name: str, device: str = "cpu", kernels: str = "auto") -> Bac
     if name == "auto":
         from cyclestream.engine.backends.auto import AutoBackend
 
-        return AutoBackend(device)
+        return AutoBackend(device, kernels=kernels)
     if name == "eager":
         from cyclestream.engine.backends.eager import EagerBackend
 

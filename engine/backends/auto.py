@@ -77,9 +77,12 @@ class AutoBackend(Backend):
 
     name = "auto"
 
-    def __init__(self, device: str = "cpu", factory: Callable[[str, str], Backend] | None = None) -> None:
+    def __init__(
+        self, device: str = "cpu", factory: Callable[[str, str], Backend] | None = None, kernels: str = "auto"
+    ) -> None:
         self.device = resolve_device(device)
         self._factory = factory
+        self.kernels = kernels  # forwarded to the eager backend when it is the one chosen
         self.chosen: Backend | None = None
 
     def _create(self, name: str) -> Backend:
@@ -87,7 +90,7 @@ class AutoBackend(Backend):
             return self._factory(name, self.device)
         from cyclestream.engine.backends import create_backend
 
-        return create_backend(name, self.device)
+        return create_backend(name, self.device, self.kernels)
 
     def prepare(self, model: LoadedModel, shape: FrameShape, precision: Precision) -> None:
         candidates = plan(self.device, precision)

@@ -106,3 +106,12 @@ def test_importing_the_backends_imports_no_backend_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_auto_forwards_the_kernels_option_to_eager() -> None:
+    from cyclestream.engine.backends.eager import EagerBackend
+
+    backend = create_backend("auto", "cpu", kernels="reference")
+    backend.prepare(random_model(TINY), FrameShape(1, 16, 16), "fp32")
+    chosen = backend.chosen  # type: ignore[attr-defined]
+    assert isinstance(chosen, EagerBackend) and chosen.kernels == "reference"
