@@ -5,9 +5,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -20,6 +17,7 @@ from cyclestream.cli import main
 from cyclestream.engine.errors import MediaError
 from cyclestream.engine.translate import TranslateOptions, translate
 from tests.engine.media_checks import video_times
+from tests.engine.processes import translate_until_writing
 
 QUIET = TranslateOptions(progress=False)
 
@@ -149,17 +147,7 @@ def test_ctrl_c_mid_translation_leaves_no_output(
 ) -> None:
     src = make_clip("long.mkv", width=160, height=120, frames=2000)
     out = tmp_path / "out.mp4"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cyclestream", "-q", "translate", str(src), str(out), "--model", str(tiny_model)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".out.partial-*")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert list(tmp_path.glob(".out.partial-*")), "the job never started writing"
-    time.sleep(0.3)  # some frames have been written to the temporary file
+    proc = translate_until_writing(src, out, tiny_model)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130

@@ -22,6 +22,7 @@ from cyclestream.engine.errors import OutputError
 from cyclestream.engine.media.synthetic import write_clip
 from cyclestream.engine.signals import Terminated, exit_code, terminate_as_interrupt
 from cyclestream.trainer.state import save_state
+from tests.engine.processes import translate_until_writing
 from tests.engine.test_bad_input import only_file_is, run_cli
 
 
@@ -88,17 +89,7 @@ def test_sigterm_and_sighup_clean_up_like_ctrl_c(
     signum: int, code: int, long_clip: Path, tiny_model: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.mp4"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cyclestream", "-q", "translate", str(long_clip), str(out), "--model", str(tiny_model)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".out.partial-*")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert list(tmp_path.glob(".out.partial-*")), "the job never started writing"
-    time.sleep(0.3)  # some frames have been written to the temporary file
+    proc = translate_until_writing(long_clip, out, tiny_model)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code  # 128 + the signal's number, as a shell reports a process it killed
