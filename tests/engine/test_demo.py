@@ -26,3 +26,10 @@ def test_demo_command_writes_video_and_preview(tmp_path: Path, capsys: pytest.Ca
     assert len(video_times(out)) == len(video_times(DEMO_CLIP))
     assert audio_packets(out) == audio_packets(DEMO_CLIP)
     assert (tmp_path / "demo.preview.png").stat().st_size > 1000
+
+
+def test_ci_runs_exactly_the_readmes_test_command() -> None:
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    test_command = readme.split("Run the tests:", 1)[1].split("```bash\n", 1)[1].split("\n", 1)[0]
+    assert (root / ".ci" / "run").read_text().rstrip().splitlines()[-1] == test_command
