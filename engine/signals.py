@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -30,24 +32,50 @@ def interrupted(interrupt: KeyboardInterrupt) -> str:
     return "interrupted" if signum == signal.SIGINT else f"interrupted by {signal.Signals(signum).name}"
 
 
+# If the job has not unwound this long after the signal, the Terminated was lost (raised inside a
+# finalizer or callback that swallows exceptions) or unwinding is stuck: raise it once more, and after
+# twice as long end the process (its temporary files are removed by the next run, see atomic.py).
+RERAISE_AFTER = 10.0
+
+
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
     """While inside, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread (once: a repeat
-    while the job cleans up is ignored).  Elsewhere than the main thread it does nothing."""
+    while the job cleans up is ignored).  A watchdog makes sure the process ends: the signal is raised
+    again ``RERAISE_AFTER`` seconds later if the job is still inside, and the process exits with
+    128 + signal after twice that.  Elsewhere than the main thread it does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    raised = False
+    raised: list[int] = []  # the signal, once raised
+    main = threading.main_thread().ident or 0
+    done = threading.Event()
+    reraise = threading.Event()
+
+    def watchdog(signum: int) -> None:
+        if done.wait(RERAISE_AFTER):
+            return
+        reraise.set()
+        signal.pthread_kill(main, signum)  # a real signal: it also wakes a blocking call
+        if done.wait(RERAISE_AFTER):
+            return
+        sys.stderr.write(f"cyclestream: {signal.Signals(signum).name}: the job did not stop; exiting\n")
+        sys.stderr.flush()
+        os._exit(128 + signum)
 
     def handler(signum: int, _frame: FrameType | None) -> None:
-        nonlocal raised
         if not raised:
-            raised = True
+            raised.append(signum)
+            threading.Thread(target=watchdog, args=(signum,), name="cyclestream-terminate", daemon=True).start()
+            raise Terminated(signum)
+        if reraise.is_set():
+            reraise.clear()
             raise Terminated(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in TERMINATION_SIGNALS}
     try:
         yield
     finally:
+        done.set()
         for sig, old in previous.items():
             signal.signal(sig, old)

@@ -117,7 +117,11 @@ def test_sigterm_stops_training_like_ctrl_c(tmp_path: Path) -> None:
     assert (out / "state.pt").exists(), "training never checkpointed"
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"training did not stop on SIGTERM; its stderr ends:\n{proc.communicate()[1][-3000:]}")
     assert proc.returncode == 143
     assert err.strip().splitlines()[-1] == (
         f"cyclestream: interrupted by SIGTERM; continue from the last checkpoint with --resume --out {out}"
@@ -296,3 +300,27 @@ def test_permission_denied(
         locked.chmod(0o700)
     assert code == 2 and err.splitlines()[-1] == f"cyclestream: error: cannot write {out}: Permission denied"
     assert list(locked.iterdir()) == []
+
+
+def test_a_swallowed_termination_is_raised_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Terminated lost inside code that eats KeyboardInterrupt (a finalizer, a callback) comes back."""
+    import cyclestream.engine.signals as signals
+
+    monkeypatch.setattr(signals, "RERAISE_AFTER", 0.3)
+    originals = {sig: signal.signal(sig, _swallow) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    again: Terminated | None = None
+    try:
+        with terminate_as_interrupt():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except Terminated:
+                pass  # swallowed, as a finalizer would
+            try:
+                time.sleep(5)  # the watchdog raises it again within RERAISE_AFTER
+            except Terminated as e:
+                again = e
+    finally:
+        for sig, old in originals.items():
+            signal.signal(sig, old)
+    assert again is not None and again.signum == signal.SIGTERM
