@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 import itertools
 import math
 import time
@@ -34,7 +35,7 @@ from cyclestream.engine.backends import Backend
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import MediaError
 from cyclestream.engine.media.sources import VideoFileSource
-from cyclestream.engine.temporal import BlendSettings, box_blur, grey, is_cut, make_stabiliser
+from cyclestream.engine.temporal import BlendSettings, DisFlow, box_blur, grey, is_cut, make_stabiliser
 from cyclestream.engine.translate import RunOptions, prepare_backend
 
 STILL_BELOW, MOVING_ABOVE, VALID_WARP_BELOW = 3.0, 10.0, 10.0
@@ -100,21 +101,9 @@ def _combine_psnr(values: list[float | None]) -> float | None:
     return 100.0 if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
-def _flow_warper() -> Any:
-    try:
-        import cv2
-    except ImportError:
-        return None
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-
-    def warp_back(current: np.ndarray, previous: np.ndarray, *images: np.ndarray) -> list[np.ndarray]:
-        flow = dis.calc(cv2.cvtColor(current, cv2.COLOR_RGB2GRAY), cv2.cvtColor(previous, cv2.COLOR_RGB2GRAY), None)
-        h, w = flow.shape[:2]
-        grid = np.dstack(np.meshgrid(np.arange(w), np.arange(h))).astype(np.float32) + flow
-        return [cv2.remap(im, grid[..., 0], grid[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                for im in images]
-
-    return warp_back
+def _flow() -> DisFlow | None:
+    """The flow for the warping error, at DIS's finer preset; None without OpenCV."""
+    return DisFlow("MEDIUM") if importlib.util.find_spec("cv2") is not None else None
 
 
 def measure(
@@ -130,12 +119,12 @@ def measure(
     settings = BlendSettings()
     cuts = [t for t in range(1, n) if is_cut(clean[t], clean[t - 1], settings)]
     changes = [None] + [_change(clean[t], clean[t - 1]) for t in range(1, n)]
-    warper = _flow_warper()
+    flow = _flow()
     flows = [None] * n
-    if warper is not None:
+    if flow is not None:
         for t in range(1, n):
             if t not in cuts:
-                warped_in, = warper(clean[t], clean[t - 1], clean[t - 1])
+                warped_in, = flow.warp_back(clean[t], clean[t - 1], clean[t - 1])
                 valid = np.abs(grey(warped_in) - grey(clean[t])) < VALID_WARP_BELOW
                 flows[t] = (valid, clean[t], clean[t - 1])
     rows = []
@@ -158,7 +147,7 @@ def measure(
                 flicker.append(float(np.abs(outputs[t].astype(np.float32) - outputs[t - 1])[still].mean()))
             if flows[t] is not None:
                 valid, cur, prev = flows[t]
-                warped_out, = warper(cur, prev, outputs[t - 1])
+                warped_out, = flow.warp_back(cur, prev, outputs[t - 1])
                 warp_errors.append(float(np.abs(outputs[t].astype(np.float32) - warped_out)[valid].mean()))
         moving = [None] + [_psnr(outputs[t], per_frame[t], changes[t] > MOVING_ABOVE) for t in range(1, n)]
         rows.append(TemporalRow(

@@ -72,7 +72,7 @@ class Blend:
 
     def __init__(self, settings: BlendSettings | None = None, flow: bool = False) -> None:
         self.settings = settings or BlendSettings()
-        self._flow = _DisFlow() if flow else None
+        self._flow = DisFlow() if flow else None
         self._input: np.ndarray | None = None  # the running average of inputs, float32
         self._output: np.ndarray | None = None  # the running average of outputs, float32
         self._last: np.ndarray | None = None  # the previous input, for cut detection
@@ -92,7 +92,8 @@ class Blend:
             return output
         ref_in, ref_out = self._input, self._output
         if self._flow is not None:
-            ref_in, ref_out = self._flow.warp(source, self._input, self._output)
+            previous = np.clip(self._input + 0.5, 0, 255).astype(np.uint8)
+            ref_in, ref_out = self._flow.warp_back(source, previous, self._input, self._output)
         change = box_blur(np.abs(source.astype(np.float32) - ref_in).mean(axis=2), s.radius)
         weight = s.keep * np.clip((s.moving - change) / (s.moving - s.still), 0.0, 1.0)[..., None]
         self._input = ref_in + (1 - weight) * (source - ref_in)
@@ -100,10 +101,11 @@ class Blend:
         return np.clip(self._output + 0.5, 0, 255).astype(np.uint8)
 
 
-class _DisFlow:
-    """Backward optical flow (current input → previous input) with OpenCV's DIS, to warp the averages."""
+class DisFlow:
+    """Backward optical flow (current frame → previous frame) with OpenCV's DIS, and warping along it:
+    what the flow stabiliser and the warping error of ``bench temporal`` both use."""
 
-    def __init__(self) -> None:
+    def __init__(self, preset: str = "ULTRAFAST") -> None:
         try:
             import cv2
         except ImportError:
@@ -111,14 +113,14 @@ class _DisFlow:
                 "--temporal flow needs OpenCV: pip install opencv-python-headless (or use --temporal blend)"
             ) from None
         self.cv2 = cv2
-        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self.dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{preset}"))
         self._grid: np.ndarray | None = None
 
-    def warp(self, source: np.ndarray, *images: np.ndarray) -> list[np.ndarray]:
+    def warp_back(self, current: np.ndarray, previous: np.ndarray, *images: np.ndarray) -> list[np.ndarray]:
+        """``images`` (aligned with uint8 ``previous``) moved to where their content is in ``current``."""
         cv2 = self.cv2
-        previous = np.clip(images[0] + 0.5, 0, 255).astype(np.uint8)
         flow = self.dis.calc(
-            cv2.cvtColor(source, cv2.COLOR_RGB2GRAY), cv2.cvtColor(previous, cv2.COLOR_RGB2GRAY), None
+            cv2.cvtColor(current, cv2.COLOR_RGB2GRAY), cv2.cvtColor(previous, cv2.COLOR_RGB2GRAY), None
         )
         h, w = flow.shape[:2]
         if self._grid is None or self._grid.shape[:2] != (h, w):

@@ -133,26 +133,29 @@ def _swallow(_signum: int, _frame: object) -> None:
     pass
 
 
-def test_termination_raises_in_the_main_thread_once_and_is_undone() -> None:
-    # If terminate_as_interrupt installed nothing, these would swallow the signals (not kill pytest).
+@pytest.fixture
+def signals_swallowed() -> Iterator[None]:
+    """If terminate_as_interrupt installed nothing, these handlers swallow the signals (not kill pytest)."""
     originals = {sig: signal.signal(sig, _swallow) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for sig, old in originals.items():
+        signal.signal(sig, old)
+
+
+def test_termination_raises_in_the_main_thread_once_and_is_undone(signals_swallowed: None) -> None:
     caught: Terminated | None = None
-    try:
-        with terminate_as_interrupt():
-            try:
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(5)  # the handler interrupts this
-            except Terminated as e:
-                caught = e
-            try:
-                os.kill(os.getpid(), signal.SIGHUP)  # a second signal while the job cleans up is ignored
-                time.sleep(0.1)
-            except Terminated:
-                pytest.fail("a second signal interrupted the clean-up")
-        assert all(signal.getsignal(sig) is _swallow for sig in originals)  # the previous handlers are back
-    finally:
-        for sig, old in originals.items():
-            signal.signal(sig, old)
+    with terminate_as_interrupt():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler interrupts this
+        except Terminated as e:
+            caught = e
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)  # a second signal while the job cleans up is ignored
+            time.sleep(0.1)
+        except Terminated:
+            pytest.fail("a second signal interrupted the clean-up")
+    assert all(signal.getsignal(sig) is _swallow for sig in (signal.SIGTERM, signal.SIGHUP))  # previous ones back
     assert isinstance(caught, KeyboardInterrupt) and exit_code(caught) == 143
     assert exit_code(KeyboardInterrupt()) == 130
 
@@ -302,25 +305,20 @@ def test_permission_denied(
     assert list(locked.iterdir()) == []
 
 
-def test_a_swallowed_termination_is_raised_again(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_swallowed_termination_is_raised_again(monkeypatch: pytest.MonkeyPatch, signals_swallowed: None) -> None:
     """A Terminated lost inside code that eats KeyboardInterrupt (a finalizer, a callback) comes back."""
     import cyclestream.engine.signals as signals
 
     monkeypatch.setattr(signals, "RERAISE_AFTER", 0.3)
-    originals = {sig: signal.signal(sig, _swallow) for sig in (signal.SIGTERM, signal.SIGHUP)}
     again: Terminated | None = None
-    try:
-        with terminate_as_interrupt():
-            try:
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(5)
-            except Terminated:
-                pass  # swallowed, as a finalizer would
-            try:
-                time.sleep(5)  # the watchdog raises it again within RERAISE_AFTER
-            except Terminated as e:
-                again = e
-    finally:
-        for sig, old in originals.items():
-            signal.signal(sig, old)
+    with terminate_as_interrupt():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except Terminated:
+            pass  # swallowed, as a finalizer would
+        try:
+            time.sleep(5)  # the watchdog raises it again within RERAISE_AFTER
+        except Terminated as e:
+            again = e
     assert again is not None and again.signum == signal.SIGTERM
