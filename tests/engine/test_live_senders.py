@@ -218,7 +218,8 @@ class Cli:
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.stderr: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
 
     def _pump(self) -> None:
         assert self.proc.stderr is not None
@@ -242,11 +243,13 @@ class Cli:
         t0 = time.monotonic()
         self.proc.send_signal(sig)
         try:
-            stdout, _ = self.proc.communicate(timeout=within + 10)
+            self.proc.wait(timeout=within + 10)  # stderr is the pump's alone: communicate() would take lines from it
         finally:
             self.kill()
         elapsed = time.monotonic() - t0
-        time.sleep(0.1)
+        assert self.proc.stdout is not None
+        stdout = self.proc.stdout.read()
+        self._pump_thread.join(timeout=10)  # every stderr line the process wrote is queued now
         while not self.lines.empty():
             self.stderr.append(self.lines.get())
         return self.proc.returncode, elapsed, stdout, "".join(self.stderr)
