@@ -24,7 +24,9 @@ import pytest
 import torch
 
 from cyclestream.engine.backends import Backend, FrameShape, create_backend
-from cyclestream.engine.backends.check import (
+from cyclestream.engine.checkpoint import LoadedModel
+from cyclestream.engine.errors import CycleStreamError
+from cyclestream.engine.jobs.verify import (
     backend_output,
     eager_output,
     model_input,
@@ -32,8 +34,6 @@ from cyclestream.engine.backends.check import (
     relative_l2,
     sample_frames,
 )
-from cyclestream.engine.checkpoint import LoadedModel
-from cyclestream.engine.errors import CycleStreamError
 from cyclestream.engine.models import GeneratorSpec
 
 CONFIGS: list[tuple[str, str]] = [

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from cyclestream.engine.backends import FrameShape, create_backend
-from cyclestream.engine.bench import _frames, parse_bench_size
 from cyclestream.engine.checkpoint import LoadedModel
+from cyclestream.engine.jobs.bench import _frames, parse_bench_size
 from cyclestream.engine.models import GeneratorSpec, build_generator
 
 if TYPE_CHECKING:

@@ -15,8 +15,8 @@ import pytest
 
 from cyclestream.cli import DEFAULT_MODEL
 from cyclestream.engine.checkpoint import load_model
+from cyclestream.engine.jobs.translate import TranslateOptions, translate_video
 from cyclestream.engine.media.synthetic import write_clip
-from cyclestream.engine.translate import TranslateOptions, translate_video
 
 if TYPE_CHECKING:
     from pytest_benchmark.fixture import BenchmarkFixture

@@ -42,8 +42,8 @@ from typing import Any
 
 import torch
 
-from cyclestream.engine.backends.check import model_input, random_model, relative_l2, sample_frames
 from cyclestream.engine.checkpoint import LoadedModel
+from cyclestream.engine.jobs.verify import model_input, random_model, relative_l2, sample_frames
 from cyclestream.engine.models import GeneratorSpec
 from cyclestream.kernels.cuda_check import clean_env, cuda_ms, run_clean
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -87,7 +88,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_options(args: argparse.Namespace) -> Any:
-    from cyclestream.engine.translate import RunOptions
+    from cyclestream.engine.backends.options import RunOptions
 
     return RunOptions(args.backend, args.device, args.precision, args.batch_size, args.size, args.kernels)
 
@@ -113,8 +114,8 @@ def add_temporal_option(p: argparse.ArgumentParser) -> None:
 
 
 def translate_options(args: argparse.Namespace, output: Path) -> Any:
+    from cyclestream.engine.jobs.translate import TranslateOptions, default_preview_path
     from cyclestream.engine.media.sinks import EncodeOptions
-    from cyclestream.engine.translate import TranslateOptions, default_preview_path
 
     preview = None if args.no_preview else (args.preview or default_preview_path(output))
     return TranslateOptions(
@@ -164,7 +165,7 @@ def _add_translate(sub: Any) -> None:
 
 
 def _cmd_translate(args: argparse.Namespace) -> int:
-    from cyclestream.engine.translate import ImagesFailed, translate
+    from cyclestream.engine.jobs.translate import ImagesFailed, translate
 
     options = translate_options(args, args.output)
     _check_preview(args, args.input)
@@ -197,7 +198,7 @@ def _add_demo(sub: Any) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from cyclestream.engine.translate import translate
+    from cyclestream.engine.jobs.translate import translate
 
     if args.student:
         from cyclestream.engine.backends.auto import installed
@@ -239,12 +240,10 @@ def _add_stream(sub: Any) -> None:
 
 
 def _cmd_stream(args: argparse.Namespace) -> int:
-    import dataclasses
 
     from cyclestream.engine.errors import CycleStreamError
-    from cyclestream.engine.media.sinks import EncodeOptions
+    from cyclestream.engine.jobs.stream import LIVE_ENCODE, StreamInterrupted, StreamOptions, print_summary, run_streams
     from cyclestream.engine.paths import check_writable
-    from cyclestream.engine.stream import LIVE_ENCODE, StreamInterrupted, StreamOptions, print_summary, run_streams
 
     if args.stats_json is not None:
         check_writable(args.stats_json, "--stats-json")
@@ -256,7 +255,7 @@ def _cmd_stream(args: argparse.Namespace) -> int:
         raise CycleStreamError("--preview shows one stream: use it with a single --source")
     options = StreamOptions(
         source=args.source[0], sink=sinks[0], model=args.model, run=run_options(args),
-        encode=EncodeOptions(**{**LIVE_ENCODE.__dict__, "codec": args.codec, "crf": args.crf}),
+        encode=dataclasses.replace(LIVE_ENCODE, codec=args.codec, crf=args.crf),
         fps=args.fps, realtime=args.realtime, max_latency=args.max_latency, reconnect=args.reconnect,
         read_timeout=args.read_timeout, preview=args.preview, duration=args.duration, input_format=args.input_format,
         stats_interval=0 if args.quiet else 1.0, temporal=args.temporal,
@@ -344,9 +343,9 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
 
 
 def _cmd_bench_model(args: argparse.Namespace) -> int:
-    from cyclestream.engine.bench import bench_model, parse_bench_size
-    from cyclestream.engine.bench_report import model_markdown, model_plot, model_table
     from cyclestream.engine.checkpoint import LoadedModel, load_model
+    from cyclestream.engine.jobs.bench import bench_model, parse_bench_size
+    from cyclestream.engine.jobs.bench_report import model_markdown, model_plot, model_table
     from cyclestream.engine.models import GeneratorSpec, build_generator
 
     if args.model is not None:
@@ -371,9 +370,10 @@ def _cmd_bench_model(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_temporal(args: argparse.Namespace) -> int:
-    import dataclasses
 
-    from cyclestream.engine.bench_temporal import (
+    from cyclestream.engine.backends.options import prepare_backend
+    from cyclestream.engine.checkpoint import load_model
+    from cyclestream.engine.jobs.bench_temporal import (
         STATS_LEVER,
         add_noise,
         bench_temporal,
@@ -381,8 +381,6 @@ def _cmd_bench_temporal(args: argparse.Namespace) -> int:
         read_frames,
         temporal_picture,
     )
-    from cyclestream.engine.checkpoint import load_model
-    from cyclestream.engine.translate import prepare_backend
 
     model, run = load_model(args.model), run_options(args)
     methods = args.methods.split(",")
@@ -404,9 +402,9 @@ def _cmd_bench_temporal(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
-    from cyclestream.engine.bench import bench_pipeline
-    from cyclestream.engine.bench_report import pipeline_table
     from cyclestream.engine.checkpoint import load_model
+    from cyclestream.engine.jobs.bench import bench_pipeline
+    from cyclestream.engine.jobs.bench_report import pipeline_table
     from cyclestream.engine.media.sinks import EncodeOptions
 
     report = bench_pipeline(args.input, load_model(args.model), run_options(args), EncodeOptions(),
@@ -417,13 +415,13 @@ def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_stream(args: argparse.Namespace) -> int:
-    from cyclestream.engine.soak import soak_stream
-    from cyclestream.engine.stream import StreamOptions
+    from cyclestream.engine.jobs.soak import soak_stream
+    from cyclestream.engine.jobs.stream import StreamOptions
 
     options = StreamOptions(source=args.source, model=args.model, run=run_options(args), duration=args.duration,
                             max_latency=args.max_latency, stats_interval=0)
     if args.streams:
-        from cyclestream.engine.bench_streams import bench_streams, streams_json, streams_table
+        from cyclestream.engine.jobs.bench_streams import bench_streams, streams_json, streams_table
 
         rows = bench_streams(args.source, args.model, options.run, [int(n) for n in args.streams.split(",")],
                              args.duration, args.max_latency)
@@ -488,7 +486,7 @@ def _add_compile(sub: Any) -> None:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from cyclestream.engine.compile import CompileOptions, compile_model
+    from cyclestream.engine.jobs.compile import CompileOptions, compile_model
 
     options = CompileOptions(args.target, args.precision, args.shape, args.out, args.device, args.exporter)
     report = compile_model(args.model, options)
@@ -673,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
     from cyclestream.engine.errors import CycleStreamError
     from cyclestream.engine.signals import exit_code, interrupted, terminate_as_interrupt
 
-    # SIGTERM and SIGHUP unwind a job like Ctrl-C; stream instead finishes its output on them (engine/stream.py).
+    # SIGTERM and SIGHUP unwind a job like Ctrl-C; stream instead finishes its output on them (engine/jobs/stream.py).
     signals = contextlib.nullcontext() if args.command == "stream" else terminate_as_interrupt()
     try:
         with signals:

@@ -4,7 +4,7 @@ Every random choice about a sample (its crop, its flip, the unpaired B image) co
 generator seeded with ``(seed, epoch, index)``, and the order of an epoch from ``(seed, epoch)``
 (DistributedSampler's rule).  So the data a run sees is a pure function of the seed: a run resumed
 mid-epoch skips the batches already done and sees exactly what an uninterrupted run would, with
-any number of loader workers.  Pixels come from :func:`cyclestream.engine.images.load_rgb`
+any number of loader workers.  Pixels come from :func:`cyclestream.engine.media.images.load_rgb`
 (alpha composited onto white, grayscale made RGB) so training and inference see the same images.
 """
 
@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, DistributedSampler
 
 from cyclestream.engine.errors import MediaError
-from cyclestream.engine.images import load_rgb
+from cyclestream.engine.media.images import load_rgb
 from cyclestream.trainer.options import TrainingError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
@@ -82,7 +82,7 @@ class Crop:
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) → float (3, H, W) in [-1, 1], as engine/frames.py feeds the model."""
+    """uint8 (H, W, 3) → float (3, H, W) in [-1, 1], as engine/backends/tensors.py feeds the model."""
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(127.5).sub_(1.0)
 
 

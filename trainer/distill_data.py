@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cyclestream.engine.errors import MediaError
-from cyclestream.engine.images import save_rgb
+from cyclestream.engine.media.images import save_rgb
 from cyclestream.trainer.data import IMAGE_EXTENSIONS, DataError, scan_images
 
 FRAMES_DIR = "frames"

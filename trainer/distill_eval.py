@@ -5,7 +5,7 @@
   ``held_out`` says whether the frames were kept out of training (no video or image of the same
   bytes in the data folder);
 - cost: multiply-accumulates per frame at the frames' size and parameters, student and teacher;
-- speed: images/s per backend at that size (engine/bench.py's ``bench_model``, fp32, batch 1), the
+- speed: images/s per backend at that size (engine/jobs/bench.py's ``bench_model``, fp32, batch 1), the
   student's own eager fp32 row first.
 """
 
@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from cyclestream.engine.atomic import atomic_output
+from cyclestream.engine.backends.options import RunOptions
 from cyclestream.engine.checkpoint import LoadedModel, load_model
 from cyclestream.engine.errors import MediaError
-from cyclestream.engine.images import find_images, load_rgb
-from cyclestream.engine.roofline import count_macs
-from cyclestream.engine.translate import RunOptions
+from cyclestream.engine.jobs.roofline import count_macs
+from cyclestream.engine.media.images import find_images, load_rgb
 from cyclestream.trainer.distill import file_sha256
 from cyclestream.trainer.distill_data import VIDEO_EXTENSIONS, _visible
 from cyclestream.trainer.evaluate import _translate_all, psnr, ssim
@@ -87,7 +87,7 @@ def speed(model: LoadedModel, backends: list[str], width: int, height: int, min_
           ) -> tuple[list[dict[str, Any]], dict[str, float] | None]:
     """images/s per backend (fp32, batch 1; a backend that cannot run here has ``skipped``), and for a
     distilled student the official resnet_9blocks in eager fp32 measured in the same run."""
-    from cyclestream.engine.bench import bench_model
+    from cyclestream.engine.jobs.bench import bench_model
 
     report = bench_model(model, backends, ["fp32"], [1], [(width, height)], warmup=1, repeats=3,
                          min_time=min_time, progress=False)

@@ -25,10 +25,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
+from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.checkpoint import LoadedModel, load_model
-from cyclestream.engine.images import load_rgb, save_rgb
+from cyclestream.engine.media.images import load_rgb, save_rgb
 from cyclestream.engine.media.probe import is_image
-from cyclestream.engine.translate import RunOptions, prepare_backend
 from cyclestream.trainer.datasets import DatasetError
 from cyclestream.trainer.datasets.emoji import read_dataset_info
 

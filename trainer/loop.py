@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cyclestream.engine.atomic import atomic_output
-from cyclestream.engine.images import save_rgb
+from cyclestream.engine.media.images import save_rgb
 from cyclestream.trainer.data import ResumableSampler
 from cyclestream.trainer.options import TrainingError, TrainOptions, changed_fields
 from cyclestream.trainer.plot import write_loss_curves

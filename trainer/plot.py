@@ -19,7 +19,7 @@ PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 1
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) in [-1, 1] → (H, W, 3) uint8, as engine/frames.py converts model outputs."""
+    """(3, H, W) in [-1, 1] → (H, W, 3) uint8, as engine/backends/tensors.py converts model outputs."""
     return image.detach().float().cpu().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(
         1, 2, 0).numpy()
 

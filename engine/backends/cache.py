@@ -28,9 +28,9 @@ import torch
 
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.backends.base import FrameShape
+from cyclestream.engine.backends.tensors import padded_size
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import CycleStreamError
-from cyclestream.engine.frames import padded_size
 
 log = logging.getLogger("cyclestream")
 

@@ -16,9 +16,9 @@ import shutil
 import torch
 
 from cyclestream.engine.backends.base import Backend, FrameShape, Precision
+from cyclestream.engine.backends.tensors import from_model_output, to_model_input
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import BackendError
-from cyclestream.engine.frames import from_model_output, to_model_input
 
 log = logging.getLogger("cyclestream")
 

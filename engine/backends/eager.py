@@ -14,9 +14,9 @@ import torch
 
 from cyclestream.engine.backends.base import Backend, FrameShape, Precision
 from cyclestream.engine.backends.cuda_stream import BackendStream
+from cyclestream.engine.backends.tensors import from_model_output, to_model_input
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import BackendError
-from cyclestream.engine.frames import from_model_output, to_model_input
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -7,8 +7,8 @@ import os
 
 import torch
 
+from cyclestream.engine.backends.tensors import padded_size
 from cyclestream.engine.errors import MediaError
-from cyclestream.engine.frames import padded_size
 from cyclestream.engine.models import GeneratorSpec
 
 # Peak memory of one inference ≈ this many copies of the largest activation (ngf channels at full

@@ -3,7 +3,7 @@
 The graph has dynamic batch, height and width, so the last, shorter batch of a video and frames of
 another size run on the same session.  Sessions use every graph optimization and as many intra-op
 threads as PyTorch uses (``torch.get_num_threads()``), one inter-op thread.  Pre- and
-post-processing are the shared uint8 ↔ [-1, 1] functions of engine/frames.py.
+post-processing are the shared uint8 ↔ [-1, 1] functions of engine/backends/tensors.py.
 
 Precision is fp32 only: the CPU provider has no fast bf16 or fp16 convolutions (OpenVINO does bf16).
 """
@@ -17,9 +17,9 @@ import torch
 
 from cyclestream.engine.backends.base import Backend, FrameShape, Precision
 from cyclestream.engine.backends.export import INPUT_NAME, cached_onnx
+from cyclestream.engine.backends.tensors import from_model_output, to_model_input
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import BackendError
-from cyclestream.engine.frames import from_model_output, to_model_input
 
 
 def import_onnxruntime() -> Any:

@@ -16,9 +16,9 @@ import torch
 from cyclestream.engine.backends.base import Backend, FrameShape, Precision
 from cyclestream.engine.backends.cache import default_cache_dir
 from cyclestream.engine.backends.export import cached_onnx
+from cyclestream.engine.backends.tensors import from_model_output, to_model_input
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import BackendError
-from cyclestream.engine.frames import from_model_output, to_model_input
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 _CAPABILITY = {"bf16": "BF16", "fp16": "FP16"}

@@ -58,9 +58,9 @@ from cyclestream.engine.backends.cache import (
 from cyclestream.engine.backends.cuda_stream import BackendStream
 from cyclestream.engine.backends.export import INPUT_NAME, cached_onnx, export_program
 from cyclestream.engine.backends.onnx_plugins import plugin_onnx_path, write_plugin_onnx
+from cyclestream.engine.backends.tensors import from_model_output, to_model_input
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import BackendError
-from cyclestream.engine.frames import from_model_output, to_model_input
 
 log = logging.getLogger("cyclestream")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import av
 
@@ -77,6 +77,18 @@ def _muxer_options(path: Path | str, passthrough: Passthrough) -> dict[str, str]
     if passthrough.metadata and str(path).lower().endswith((".mp4", ".mov", ".m4v")):
         return {"movflags": "use_metadata_tags"}
     return {}
+
+
+class Sink(Protocol):
+    """Where translated frames go: a file, a network stream, a live page, or nowhere."""
+
+    def write(self, frame: TranslatedFrame) -> None: ...
+
+    def close(self) -> None:
+        """Finish the output (flush the encoder, write the trailer)."""
+
+    def abort(self) -> None:
+        """Stop at once without flushing; what was written stays."""
 
 
 class VideoFileSink:

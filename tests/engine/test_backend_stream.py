@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from cyclestream.engine.backends.base import FrameShape
-from cyclestream.engine.backends.check import random_model
 from cyclestream.engine.backends.cuda_stream import BackendStream
 from cyclestream.engine.backends.eager import EagerBackend
+from cyclestream.engine.jobs.verify import random_model
 from cyclestream.engine.models import GeneratorSpec
 
 HAVE_CUDA = torch.cuda.is_available()

@@ -11,8 +11,8 @@ import torch
 
 from cyclestream.engine.backends import Backend, FrameShape, create_backend
 from cyclestream.engine.backends.auto import AutoBackend, plan
-from cyclestream.engine.backends.check import random_model, sample_frames
 from cyclestream.engine.errors import BackendError
+from cyclestream.engine.jobs.verify import random_model, sample_frames
 from cyclestream.engine.models import GeneratorSpec
 
 TINY = GeneratorSpec(ngf=4, n_blocks=1)
@@ -99,8 +99,8 @@ def test_unknown_backend_names_are_listed() -> None:
 
 def test_importing_the_backends_imports_no_backend_library() -> None:
     code = (
-        "import sys, cyclestream.cli, cyclestream.engine.translate, cyclestream.engine.backends.auto, "
-        "cyclestream.engine.compile\n"
+        "import sys, cyclestream.cli, cyclestream.engine.jobs.translate, cyclestream.engine.backends.auto, "
+        "cyclestream.engine.jobs.compile\n"
         "heavy = ('onnxruntime', 'openvino', 'tensorrt', 'torch_tensorrt', 'triton', 'onnx', 'onnxscript')\n"
         "print([m for m in heavy if m in sys.modules])"
     )

@@ -21,8 +21,8 @@ from cyclestream.engine.backends.cache import (
     onnx_cache_path,
     store_engine,
 )
-from cyclestream.engine.backends.check import random_model
 from cyclestream.engine.errors import CycleStreamError
+from cyclestream.engine.jobs.verify import random_model
 from cyclestream.engine.models import GeneratorSpec
 
 SPEC = GeneratorSpec(ngf=4, n_blocks=1)

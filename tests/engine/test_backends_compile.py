@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cyclestream.engine.backends import FrameShape, create_backend
-from cyclestream.engine.backends.check import (
+from cyclestream.engine.backends.compiled import find_cxx
+from cyclestream.engine.jobs.verify import (
     TOLERANCE,
     eager_output,
     model_input,
@@ -13,7 +14,6 @@ from cyclestream.engine.backends.check import (
     relative_l2,
     sample_frames,
 )
-from cyclestream.engine.backends.compiled import find_cxx
 from cyclestream.engine.models import GeneratorSpec
 
 

@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 import torch
 
-from cyclestream.engine.backends.check import random_model
+from cyclestream.engine.jobs.verify import random_model
 from cyclestream.engine.models import GeneratorSpec
 from cyclestream.kernels import FusedInstanceNorm, FusedResnetBlock
 

@@ -13,7 +13,10 @@ from PIL import Image
 from cyclestream.cli import main
 from cyclestream.engine.backends import FrameShape, create_backend
 from cyclestream.engine.backends.cache import CACHE_ENV
-from cyclestream.engine.backends.check import (
+from cyclestream.engine.backends.export import cached_onnx, count_instance_norms, export_onnx, onnx_op_counts
+from cyclestream.engine.checkpoint import LoadedModel, load_model
+from cyclestream.engine.errors import BackendError
+from cyclestream.engine.jobs.verify import (
     TOLERANCE,
     eager_output,
     model_input,
@@ -21,9 +24,6 @@ from cyclestream.engine.backends.check import (
     relative_l2,
     sample_frames,
 )
-from cyclestream.engine.backends.export import cached_onnx, count_instance_norms, export_onnx, onnx_op_counts
-from cyclestream.engine.checkpoint import LoadedModel, load_model
-from cyclestream.engine.errors import BackendError
 from cyclestream.engine.models import GeneratorSpec
 
 pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (pip install 'cyclestream[onnx]')")

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from cyclestream.engine.backends import FrameShape
-from cyclestream.engine.backends.check import (
+from cyclestream.engine.checkpoint import LoadedModel
+from cyclestream.engine.errors import BackendError
+from cyclestream.engine.jobs.verify import (
     TOLERANCE,
     eager_output,
     model_input,
@@ -16,8 +18,6 @@ from cyclestream.engine.backends.check import (
     relative_l2,
     sample_frames,
 )
-from cyclestream.engine.checkpoint import LoadedModel
-from cyclestream.engine.errors import BackendError
 from cyclestream.engine.models import GeneratorSpec
 
 pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'cyclestream[openvino]')")

@@ -14,7 +14,9 @@ import torch
 from cyclestream.cli import main
 from cyclestream.engine.backends import FrameShape
 from cyclestream.engine.backends.cache import ShapeProfile
-from cyclestream.engine.backends.check import (
+from cyclestream.engine.backends.export import export_program
+from cyclestream.engine.errors import BackendError
+from cyclestream.engine.jobs.verify import (
     TOLERANCE,
     eager_output,
     model_input,
@@ -22,8 +24,6 @@ from cyclestream.engine.backends.check import (
     relative_l2,
     sample_frames,
 )
-from cyclestream.engine.backends.export import export_program
-from cyclestream.engine.errors import BackendError
 from cyclestream.engine.models import GeneratorSpec
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None

@@ -15,7 +15,7 @@ import pytest
 
 from cyclestream.cli import main
 from cyclestream.engine.errors import MediaError
-from cyclestream.engine.translate import TranslateOptions, translate
+from cyclestream.engine.jobs.translate import TranslateOptions, translate
 from tests.engine.media_checks import video_times
 from tests.engine.processes import translate_until_writing
 

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from cyclestream.cli import main
-from cyclestream.engine.bench import parse_bench_size
+from cyclestream.engine.jobs.bench import parse_bench_size
+from cyclestream.engine.jobs.roofline import count_macs
 from cyclestream.engine.models import GeneratorSpec, build_generator
-from cyclestream.engine.roofline import count_macs
 
 
 def test_bench_model_quick_writes_table_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

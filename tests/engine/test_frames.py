@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cyclestream.engine.frames import Padding, from_model_output, to_model_input
+from cyclestream.engine.backends.tensors import Padding, from_model_output, to_model_input
 
 
 @pytest.mark.parametrize(("h", "w", "multiple"), [(142, 250, 4), (7, 13, 4), (64, 64, 4), (100, 30, 128), (1, 1, 4)])

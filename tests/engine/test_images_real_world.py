@@ -13,8 +13,8 @@ from PIL import ExifTags, Image, ImageCms
 
 from cyclestream.cli import main
 from cyclestream.engine.errors import MediaError
-from cyclestream.engine.images import load_rgb, read_picture, to_rgb
-from cyclestream.engine.translate import ImagesFailed, TranslateOptions, translate
+from cyclestream.engine.jobs.translate import ImagesFailed, TranslateOptions, translate
+from cyclestream.engine.media.images import load_rgb, read_picture, to_rgb
 
 QUIET = TranslateOptions(progress=False)
 ORIENTATION = ExifTags.Base.Orientation
@@ -246,7 +246,7 @@ def test_output_folder_inside_the_input_is_never_read(tiny_model: Path, tmp_path
 def test_ctrl_c_in_a_folder_says_what_was_written(
     tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import cyclestream.engine.translate as translate_module
+    import cyclestream.engine.jobs.translate as translate_module
 
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()

@@ -22,10 +22,10 @@ from pathlib import Path
 import av
 import pytest
 
+from cyclestream.engine.backends.options import RunOptions
 from cyclestream.engine.errors import CycleStreamError
+from cyclestream.engine.jobs.stream import StreamOptions, StreamReport, run_stream
 from cyclestream.engine.stats import LATENCY_WINDOW, PipelineStats
-from cyclestream.engine.stream import StreamOptions, StreamReport, run_stream
-from cyclestream.engine.translate import RunOptions
 from tests.engine.media_checks import video_times
 
 SENDER = Path(__file__).parent / "senders" / "x264_sender.py"

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from cyclestream.cli import main
+from cyclestream.engine.backends.options import RunOptions, prepare_backend
+from cyclestream.engine.backends.shared import SharedBackend
 from cyclestream.engine.checkpoint import load_model
+from cyclestream.engine.jobs.stream import StreamOptions, run_streams
 from cyclestream.engine.media.synthetic import synthetic_frame
-from cyclestream.engine.shared_backend import SharedBackend
-from cyclestream.engine.stream import StreamOptions, run_streams
-from cyclestream.engine.translate import RunOptions, prepare_backend
 from tests.engine.media_checks import video_times
 
 

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 
-from cyclestream.engine.backends.check import TOLERANCE, eager_output, model_input, random_model, relative_l2
 from cyclestream.engine.backends.export import cached_onnx, export_onnx, onnx_op_counts
 from cyclestream.engine.backends.onnx_plugins import (
     PLUGIN_DOMAIN,
@@ -26,6 +25,7 @@ from cyclestream.engine.backends.onnx_plugins import (
     write_plugin_onnx,
 )
 from cyclestream.engine.checkpoint import LoadedModel
+from cyclestream.engine.jobs.verify import TOLERANCE, eager_output, model_input, random_model, relative_l2
 from cyclestream.engine.models import GeneratorSpec
 from cyclestream.kernels.instance_norm import instance_norm_act_reference, instance_norm_residual_reference
 

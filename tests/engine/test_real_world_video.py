@@ -17,9 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
+from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.checkpoint import load_model
+from cyclestream.engine.jobs.translate import TranslateOptions, translate
 from cyclestream.engine.media.sinks import EncodeOptions
-from cyclestream.engine.translate import RunOptions, TranslateOptions, prepare_backend, translate
 from tests.engine.device_media import (
     write_device_clip,
     write_duplicate_timestamps,
@@ -280,7 +281,7 @@ def test_anamorphic_pixel_aspect_is_kept(tiny_model: Path, tmp_path: Path) -> No
 
 
 def test_live_stream_keeps_the_sources_colour_tags(tiny_model: Path, tmp_path: Path) -> None:
-    from cyclestream.engine.stream import StreamOptions, run_stream
+    from cyclestream.engine.jobs.stream import StreamOptions, run_stream
 
     out = tmp_path / "live.mkv"
     source = ("lavfi:testsrc2=size=64x48:rate=10,format=yuv420p,"

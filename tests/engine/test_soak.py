@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cyclestream.engine.soak import WARMUP_SHARE, per_hour
+from cyclestream.engine.jobs.soak import WARMUP_SHARE, per_hour
 
 
 def test_slope_is_growth_per_hour_after_the_warm_up() -> None:

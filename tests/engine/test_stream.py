@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from cyclestream.engine.errors import CycleStreamError
+from cyclestream.engine.jobs.stream import StreamOptions, StreamReport, run_stream
 from cyclestream.engine.media.preview_server import PreviewServer
-from cyclestream.engine.stream import StreamOptions, StreamReport, run_stream
 from tests.engine.media_checks import video_times
 
 

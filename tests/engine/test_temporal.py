@@ -18,11 +18,12 @@ from PIL import Image
 
 from cyclestream.cli import DEFAULT_MODEL, DEMO_CLIP, main
 from cyclestream.engine.backends import Backend
-from cyclestream.engine.bench_temporal import add_noise, measure, read_frames, run_model
+from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.checkpoint import load_model
+from cyclestream.engine.jobs.bench_temporal import add_noise, measure, read_frames, run_model
+from cyclestream.engine.jobs.translate import TranslateOptions, translate
 from cyclestream.engine.media.sinks import EncodeOptions
 from cyclestream.engine.temporal import make_stabiliser
-from cyclestream.engine.translate import RunOptions, TranslateOptions, prepare_backend, translate
 from tests.engine.media_checks import decoded_frames, video_times
 
 SIZE = 96
@@ -134,7 +135,7 @@ def test_bench_temporal_command_prints_the_table_and_a_picture(
 
 
 def test_stream_with_temporal_on(tiny_model: Path, tmp_path: Path) -> None:
-    from cyclestream.engine.stream import StreamOptions, run_stream
+    from cyclestream.engine.jobs.stream import StreamOptions, run_stream
 
     out = tmp_path / "live.mkv"
     report = run_stream(StreamOptions(source="lavfi:testsrc2=size=64x48:rate=15", sink=str(out), model=tiny_model,
@@ -146,7 +147,7 @@ def test_stream_with_temporal_on(tiny_model: Path, tmp_path: Path) -> None:
 def test_statistics_lever_is_the_per_frame_model_when_it_keeps_nothing(
     scenes: dict[str, list[np.ndarray]], backend: Backend
 ) -> None:
-    from cyclestream.engine.bench_temporal import smoothed_stats_outputs
+    from cyclestream.engine.jobs.bench_temporal import smoothed_stats_outputs
 
     frames = add_noise(scenes["moving"][:4], 3.0)
     per_frame, _ = run_model(backend, frames)

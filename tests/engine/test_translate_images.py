@@ -10,10 +10,11 @@ import torch
 from PIL import Image
 
 from cyclestream.cli import main
+from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.checkpoint import load_model
 from cyclestream.engine.errors import MediaError
-from cyclestream.engine.images import load_rgb
-from cyclestream.engine.translate import RunOptions, TranslateOptions, prepare_backend, translate
+from cyclestream.engine.jobs.translate import TranslateOptions, translate
+from cyclestream.engine.media.images import load_rgb
 
 QUIET = TranslateOptions(progress=False)
 
@@ -39,7 +40,7 @@ def test_single_image_keeps_its_odd_size_and_equals_the_backend(tiny_model: Path
 
 
 def test_transparent_pixels_become_white() -> None:
-    from cyclestream.engine.images import to_rgb
+    from cyclestream.engine.media.images import to_rgb
 
     rgba = np.zeros((2, 2, 4), np.uint8)
     rgba[0, 0] = (10, 20, 30, 255)  # opaque

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.checkpoint import load_model
+from cyclestream.engine.jobs.translate import TranslateOptions, translate
 from cyclestream.engine.media.sinks import EncodeOptions
-from cyclestream.engine.translate import RunOptions, TranslateOptions, prepare_backend, translate
 from tests.engine.media_checks import audio_packets, decoded_frames, stream_summary, video_times
 
 QUIET = TranslateOptions(progress=False)

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from cyclestream.cli import main
 from cyclestream.engine.checkpoint import load_model
-from cyclestream.engine.images import load_rgb
+from cyclestream.engine.media.images import load_rgb
 from cyclestream.engine.models import GeneratorSpec, MobileResnetBlock, build_generator
 from cyclestream.trainer.data import to_tensor
 from cyclestream.trainer.distill import STUDENT_FILE, file_sha256, paired_layers

@@ -180,7 +180,7 @@ def test_mean_training_target_is_a_second_baseline(paired: Path, tiny_model: Pat
 
 def test_batched_run_gives_the_same_scores(paired: Path, tiny_model: Path) -> None:
     one = evaluate(tiny_model, paired, EvaluateOptions(progress=False))
-    from cyclestream.engine.translate import RunOptions
+    from cyclestream.engine.backends.options import RunOptions
 
     batched = evaluate(tiny_model, paired, EvaluateOptions(run=RunOptions(batch_size=2), progress=False))
     assert batched.translated.psnr == pytest.approx(one.translated.psnr, abs=1e-3)

@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from cyclestream.engine.atomic import atomic_output
-from cyclestream.engine.images import save_rgb, to_rgb
+from cyclestream.engine.media.images import save_rgb, to_rgb
 from cyclestream.trainer.datasets import DatasetError
 
 VS16 = 0xFE0F  # emoji presentation selector: dropped from names, kept when drawing with a font

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cyclestream.engine.stream import StreamOptions, run_stream
+from cyclestream.engine.jobs.stream import StreamOptions, run_stream
 
 WARMUP_SHARE = 0.2  # the first fifth of the samples (allocator and caches settling) is left out of the slopes
 

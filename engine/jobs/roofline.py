@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cyclestream.engine.frames import padded_size
+from cyclestream.engine.backends.tensors import padded_size
 
 
 def count_macs(generator: nn.Module, height: int, width: int, multiple: int) -> int:

@@ -22,16 +22,17 @@ import torch
 from tqdm import tqdm
 
 from cyclestream.engine.backends import Backend, FrameShape, Precision, create_backend
+from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import CycleStreamError
-from cyclestream.engine.machine import describe_machine
+from cyclestream.engine.jobs.machine import describe_machine
+from cyclestream.engine.jobs.roofline import Peaks, count_macs, measure_peaks, min_bytes_per_frame
+from cyclestream.engine.jobs.translate import TranslateOptions, translate_video
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.passthrough import Passthrough
 from cyclestream.engine.media.sinks import EncodeOptions, VideoFileSink
 from cyclestream.engine.media.sources import VideoFileSource
 from cyclestream.engine.media.synthetic import synthetic_frame
-from cyclestream.engine.roofline import Peaks, count_macs, measure_peaks, min_bytes_per_frame
-from cyclestream.engine.translate import RunOptions, TranslateOptions, prepare_backend, translate_video
 
 log = logging.getLogger("cyclestream")
 
@@ -190,7 +191,7 @@ def _official_baseline(report: ModelBench, sizes: list[tuple[int, int]], device:
     """A distilled student is also measured against what it replaces: the official resnet_9blocks
     (random weights: speed does not depend on them) in eager fp32, batch 1, at each size, in this run.
     Returns ``{size: {"images_per_s": official, "best_student": ..., "speedup": best / official}}``."""
-    from cyclestream.engine.backends.check import random_model
+    from cyclestream.engine.jobs.verify import random_model
 
     official = random_model()
     out: dict[str, dict[str, float]] = {}

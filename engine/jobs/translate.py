@@ -19,34 +19,22 @@ import torch
 from tqdm import tqdm
 
 from cyclestream.engine.atomic import atomic_output
-from cyclestream.engine.backends import Backend, FrameShape, Precision, create_backend
-from cyclestream.engine.backends.fit import check_frame_fits
+from cyclestream.engine.backends import Backend
+from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.checkpoint import LoadedModel, load_model
 from cyclestream.engine.errors import MediaError, OutputError
-from cyclestream.engine.images import check_writable, find_images, output_format, read_picture, write_picture
 from cyclestream.engine.media.frame import TranslatedFrame
+from cyclestream.engine.media.images import check_writable, find_images, output_format, read_picture, write_picture
+from cyclestream.engine.media.preview import PreviewCollector, preview_indices, save_preview
 from cyclestream.engine.media.probe import is_image
 from cyclestream.engine.media.sinks import EncodeOptions, VideoFileSink, check_video_codec
 from cyclestream.engine.media.sources import VideoFileSource
 from cyclestream.engine.paths import check_not_input
 from cyclestream.engine.pipeline import FILE_POLICY, Pipeline
-from cyclestream.engine.preview import PreviewCollector, preview_indices, save_preview
 from cyclestream.engine.stats import PipelineStats
 from cyclestream.engine.temporal import make_stabiliser
 
 log = logging.getLogger("cyclestream")
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How to run the generator: shared by translate, stream and bench."""
-
-    backend: str = "auto"
-    device: str = "cpu"
-    precision: Precision = "fp32"
-    batch_size: int = 1
-    size: tuple[int, int] | None = None  # (width, height) to scale frames to; None keeps their size
-    kernels: str = "auto"  # fused instance-norm kernels (eager backend): auto, triton, reference, off
 
 
 @dataclass(frozen=True)
@@ -71,14 +59,6 @@ class TranslateReport:
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-
-def prepare_backend(model: LoadedModel, options: RunOptions, height: int, width: int) -> Backend:
-    check_frame_fits(model.spec, options.batch_size, height, width, options.precision, options.device)
-    backend = create_backend(options.backend, options.device, options.kernels)
-    backend.prepare(model, FrameShape(options.batch_size, height, width), options.precision)
-    log.info("backend: %s", backend.describe())
-    return backend
 
 
 def default_preview_path(output: Path) -> Path:

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from cyclestream.engine.backends.base import Backend
+from cyclestream.engine.backends.tensors import to_model_input
 from cyclestream.engine.checkpoint import LoadedModel
-from cyclestream.engine.frames import to_model_input
 from cyclestream.engine.models import GeneratorSpec, build_generator
 
 DEMO_CLIP = Path(__file__).resolve().parents[2] / "cyclestream" / "assets" / "demo.mp4"

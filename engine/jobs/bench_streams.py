@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cyclestream.engine.stream import StreamOptions, run_streams
-from cyclestream.engine.translate import RunOptions
+from cyclestream.engine.backends.options import RunOptions
+from cyclestream.engine.jobs.stream import StreamOptions, run_streams
 
 
 @dataclass(frozen=True)

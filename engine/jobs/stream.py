@@ -32,35 +32,24 @@ import torch
 
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.backends.base import Backend
+from cyclestream.engine.backends.options import RunOptions, prepare_backend
+from cyclestream.engine.backends.shared import SharedBackend
 from cyclestream.engine.checkpoint import load_model
 from cyclestream.engine.errors import CycleStreamError
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.live import LiveSource, parse_source
 from cyclestream.engine.media.live_input import SourceStopped
-from cyclestream.engine.media.passthrough import Passthrough
+from cyclestream.engine.media.live_output import open_live_sink, recording_options
 from cyclestream.engine.media.preview_server import PreviewServer, parse_listen
 from cyclestream.engine.media.probe import VideoInfo
-from cyclestream.engine.media.sinks import EncodeOptions, VideoFileSink, check_video_codec
+from cyclestream.engine.media.sinks import EncodeOptions, check_video_codec
 from cyclestream.engine.pipeline import LIVE_POLICY, Pipeline
-from cyclestream.engine.shared_backend import SharedBackend
 from cyclestream.engine.stats import PipelineStats
 from cyclestream.engine.temporal import make_stabiliser
-from cyclestream.engine.translate import RunOptions, prepare_backend
 
 log = logging.getLogger("cyclestream")
 
 LIVE_ENCODE = EncodeOptions(codec="libx264", crf=23, preset="veryfast", tune="zerolatency")
-_SINK_FORMATS = {
-    "udp": "mpegts",
-    "srt": "mpegts",
-    "tcp": "mpegts",
-    "rtp": "rtp_mpegts",
-    "rtmp": "flv",
-    "rtmps": "flv",
-    "rtsp": "rtsp",
-}
-
-
 @dataclass(frozen=True)
 class StreamOptions:
     source: str
@@ -112,79 +101,6 @@ class StreamReport:
             "wall_s": s["wall_s"],
             "end_reason": self.end_reason,
         }
-
-
-class _NullSink:
-    def write(self, frame: TranslatedFrame) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-
-# Recording formats that are playable up to the last second even if the job is killed (no index
-# written at the end): name → (muxer, muxer options, what the log says).
-_FLUSH = (("flush_packets", "1"),)  # every packet reaches the file at once, not when a buffer fills
-_FRAGMENTED = (("movflags", "frag_keyframe+empty_moov+default_base_moof"), ("frag_duration", "1000000"))
-_RECORDING_FORMATS: dict[str, tuple[str, tuple[tuple[str, str], ...], str]] = {
-    ".ts": ("mpegts", _FLUSH, "MPEG-TS"),
-    ".m2ts": ("mpegts", _FLUSH, "MPEG-TS"),
-    ".mkv": ("matroska", (*_FLUSH, ("cluster_time_limit", "1000")), "Matroska, a cluster a second"),
-    ".webm": ("webm", (*_FLUSH, ("cluster_time_limit", "1000")), "WebM, a cluster a second"),
-    ".mp4": ("mp4", (*_FLUSH, *_FRAGMENTED), "fragmented MP4"),
-    ".m4v": ("mp4", (*_FLUSH, *_FRAGMENTED), "fragmented MP4"),
-    ".mov": ("mov", (*_FLUSH, *_FRAGMENTED), "fragmented MOV"),
-    ".flv": ("flv", _FLUSH, "FLV"),
-}
-
-
-class RecordingFormatError(CycleStreamError):
-    """A live recording asked for in a format that would be lost if the job were killed."""
-
-
-def recording_options(target: Path, encode: EncodeOptions) -> tuple[EncodeOptions, str]:
-    """The encode options that make ``target`` a crash-safe recording, and the format's description."""
-    found = _RECORDING_FORMATS.get(target.suffix.lower())
-    if found is None:
-        raise RecordingFormatError(
-            f"cannot record a live stream to {target}: use {', '.join(_RECORDING_FORMATS)} "
-            "(formats that stay playable if the job is interrupted)"
-        )
-    fmt, options, description = found
-    return EncodeOptions(**{**encode.__dict__, "container_format": fmt, "container_options": options}), description
-
-
-@contextlib.contextmanager
-def _open_sink(target: str, info: VideoInfo, encode: EncodeOptions) -> Iterator[Any]:
-    """The sink for ``--sink``: null, a network URL, or a recording written under its final name."""
-    if target == "null":
-        yield _NullSink()
-        return
-    rate = float(info.average_rate or 30)
-    encode = EncodeOptions(**{**encode.__dict__, "gop": encode.gop or max(1, round(2 * rate))})
-    scheme = target.split("://", 1)[0].lower() if "://" in target else ""
-    if scheme:
-        fmt = encode.container_format or _SINK_FORMATS.get(scheme)
-        if fmt is None:
-            raise CycleStreamError(f"unsupported sink scheme {scheme}:// (udp, srt, tcp, rtp, rtmp, rtsp)")
-        sink = VideoFileSink(target, info, Passthrough(), dataclasses.replace(encode, container_format=fmt))
-    else:
-        path = Path(target)
-        encode, description = recording_options(path, encode)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sink = VideoFileSink(path, info, Passthrough(), encode)
-        log.info("recording to %s (%s: playable even if interrupted)", path, description)
-    try:
-        yield sink
-    except BaseException as e:
-        sink.abort()  # a second Ctrl-C or an error: stop without flushing, keep what is recorded
-        if not scheme:
-            e.add_note(f"{target} keeps the {sink.frames_written} frames recorded so far")
-        raise
-    sink.close()
 
 
 class _StatsPrinter:
@@ -330,7 +246,7 @@ def _run_job(
     late = 0
     timer = threading.Timer(options.duration, source.stop) if options.duration else None
     try:
-        with _open_sink(options.sink, info, options.encode) as sink:
+        with open_live_sink(options.sink, info, options.encode) as sink:
 
             def write(frame: TranslatedFrame) -> None:
                 nonlocal late

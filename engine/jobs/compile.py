@@ -22,11 +22,11 @@ import torch
 
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.backends.cache import ShapeProfile, default_cache_dir, model_digest, onnx_cache_path
-from cyclestream.engine.backends.check import eager_output, model_input, relative_l2, sample_frames
 from cyclestream.engine.backends.export import OPSET, export_onnx
 from cyclestream.engine.backends.onnx_plugins import plugin_onnx_path, write_plugin_onnx
 from cyclestream.engine.checkpoint import LoadedModel, load_model
 from cyclestream.engine.errors import BackendError
+from cyclestream.engine.jobs.verify import eager_output, model_input, relative_l2, sample_frames
 
 TARGETS = ("onnx", "openvino", "tensorrt")
 SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}

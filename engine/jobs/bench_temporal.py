@@ -32,11 +32,11 @@ from tqdm import tqdm
 
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.backends import Backend
+from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import MediaError
 from cyclestream.engine.media.sources import VideoFileSource
 from cyclestream.engine.temporal import BlendSettings, DisFlow, box_blur, grey, is_cut, make_stabiliser
-from cyclestream.engine.translate import RunOptions, prepare_backend
 
 STILL_BELOW, MOVING_ABOVE, VALID_WARP_BELOW = 3.0, 10.0, 10.0
 STATS_LEVER = "ema-stats"  # measured here only: instance-norm statistics averaged across frames (eager)
@@ -295,7 +295,7 @@ class _SmoothedStatsNorm(torch.nn.Module):
 def smoothed_stats_outputs(model: LoadedModel, frames: Sequence[np.ndarray], keep: float = 0.8) -> list[np.ndarray]:
     """Per-frame outputs of the eager generator with instance-norm statistics averaged across frames,
     restarted at scene cuts: the statistics lever, measured beside the output-blending one."""
-    from cyclestream.engine.frames import from_model_output, to_model_input
+    from cyclestream.engine.backends.tensors import from_model_output, to_model_input
     from cyclestream.engine.models.norm import InstanceNorm2d
 
     generator = copy.deepcopy(model.generator).eval()
