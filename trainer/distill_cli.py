@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import cyclestream
+from cyclestream.bundled import DEMO_CLIP
 from cyclestream.trainer.options import (
     DataOptions,
     DistillOptions,
@@ -25,7 +25,6 @@ from cyclestream.trainer.options import (
 )
 
 log = logging.getLogger("cyclestream")
-DEMO_CLIP = Path(cyclestream.__file__).parent / "assets" / "demo.mp4"
 
 
 def add_distill_arguments(p: argparse.ArgumentParser) -> None:

@@ -67,7 +67,9 @@ log = logging.getLogger("cyclestream")
 VARIANTS = ("aot", "plugins", "native")
 PLUGIN_LIBRARY_ENV = "CYCLESTREAM_TRT_PLUGINS"
 PLUGIN_LIBRARY_NAME = "libcyclestream_trt_plugins.so"
-SOURCE_BUILD_DIR = Path(__file__).resolve().parents[2] / "build"  # a source checkout's cmake build folder
+# A source checkout (the project root holds CMakeLists.txt): its cmake build folder; an installed wheel has none.
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SOURCE_BUILD_DIR = _PROJECT_ROOT / "build" if (_PROJECT_ROOT / "CMakeLists.txt").is_file() else None
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 PLUGIN_OPS = ("cyclestream::instance_norm_act", "cyclestream::instance_norm_residual")
 INSTALL_HINT = "pip install 'cyclestream[gpu]' (tensorrt ≥ 10.7, torch-tensorrt matching your torch)"
@@ -92,6 +94,8 @@ def plugin_library() -> Path | None:
         if not path.is_file():
             raise BackendError(f"{PLUGIN_LIBRARY_ENV}={value} is not a file")
         return path
+    if SOURCE_BUILD_DIR is None:
+        return None
     path = SOURCE_BUILD_DIR / PLUGIN_LIBRARY_NAME
     return path if path.is_file() else None
 

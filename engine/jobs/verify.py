@@ -13,12 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from cyclestream.bundled import DEMO_CLIP
 from cyclestream.engine.backends.base import Backend
 from cyclestream.engine.backends.tensors import to_model_input
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.models import GeneratorSpec, build_generator
-
-DEMO_CLIP = Path(__file__).resolve().parents[2] / "cyclestream" / "assets" / "demo.mp4"
 
 # Relative L2 error allowed against eager fp32, by precision, for the small generators of the tests
 # (ngf 4-8, 1-2 blocks), where ONNX Runtime and OpenVINO fp32 measure ≤ 1e-5 and bf16 ≈ 1.4e-2.  Random

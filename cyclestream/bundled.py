@@ -1,0 +1,11 @@
+"""The files that ship inside the package: the default model, the real-time student, the demo clip."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+ASSETS = Path(str(files("cyclestream") / "assets"))
+DEFAULT_MODEL = ASSETS / "default_model.safetensors"
+STUDENT_MODEL = ASSETS / "student_model.safetensors"  # distilled from DEFAULT_MODEL: cyclestream distill
+DEMO_CLIP = ASSETS / "demo.mp4"
