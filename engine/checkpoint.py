@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from cyclestream.engine.atomic import atomic_output
-from cyclestream.engine.errors import CheckpointError
+from cyclestream.engine.errors import CheckpointError, first_line
 from cyclestream.engine.models import GeneratorSpec, build_generator
 
 FORMAT_VERSION = 1
@@ -78,8 +78,7 @@ def _torch_load(path: Path) -> dict[str, torch.Tensor]:
             ) from None
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (damaged pickle)") from None
     except Exception as e:  # torch raises RuntimeError/EOFError/... for damaged archives
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first})") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first_line(e)})") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj:

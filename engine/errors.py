@@ -19,3 +19,9 @@ class BackendError(CycleStreamError):
 
 class OutputError(CycleStreamError):
     """An output that must not or cannot be written: it is the input, its folder is not writable, the disk is full."""
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's first line for a one-line message (its type name when it has no text)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -59,12 +59,9 @@ CRF = int_in(0, 63)  # the widest encoder range (vpx, AV1); x264/x265 (0-51) are
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """How to run the model (translate, demo, stream, bench)."""
     g = p.add_argument_group("model execution")
-    g.add_argument(
-        "--backend",
-        default="auto",
-        help="auto (default: TensorRT on a GPU, else the fastest CPU backend installed), eager, compile "
-        "(torch.compile), onnxruntime, openvino or tensorrt",
-    )
+    from cyclestream.engine.backends import BACKEND_NAMES, backends_help  # no backend library is imported
+
+    g.add_argument("--backend", default="auto", choices=BACKEND_NAMES, metavar="BACKEND", help=backends_help())
     g.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     g.add_argument("--batch-size", type=positive_int, default=1, help="frames per model call (default 1)")

@@ -1,4 +1,4 @@
-"""Backends by name.  Each backend module imports its own heavy library, and only when chosen.
+"""Backends by name (``REGISTRY``).  Each backend module imports its own heavy library, and only when chosen.
 
 | name        | runs on | precisions       | library                         |
 | ----------- | ------- | ---------------- | ------------------------------- |
@@ -12,42 +12,78 @@
 
 from __future__ import annotations
 
-from cyclestream.engine.backends.base import PRECISIONS, Backend, FrameShape, Precision
+from dataclasses import dataclass
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from cyclestream.engine.errors import BackendError
 
-BACKEND_NAMES = ("auto", "eager", "compile", "onnxruntime", "openvino", "tensorrt")
+if TYPE_CHECKING:
+    from cyclestream.engine.backends.base import PRECISIONS, Backend, FrameShape, Precision
+
+_FROM_BASE = ("PRECISIONS", "Backend", "FrameShape", "Precision")
+
+
+def __getattr__(name: str) -> Any:
+    """The interface types, imported from base.py (and so torch) only when asked for: the registry
+    below stays free of torch, which keeps ``cyclestream --help`` quick."""
+    if name in _FROM_BASE:
+        from cyclestream.engine.backends import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """One way of running a generator: its ``--backend`` name, one line of help, and where its class
+    lives (imported only when chosen, so a missing optional library costs nothing until then)."""
+
+    name: str
+    help: str
+    module: str
+    cls: str
+    takes_kernels: bool = False  # the --kernels option applies (eager, and auto which may pick eager)
+
+    def create(self, device: str, kernels: str) -> Backend:
+        backend_class = getattr(import_module(self.module), self.cls)
+        return backend_class(device, kernels=kernels) if self.takes_kernels else backend_class(device)
+
+
+_HERE = "cyclestream.engine.backends"
+REGISTRY: dict[str, BackendEntry] = {
+    entry.name: entry
+    for entry in (
+        BackendEntry("auto", "TensorRT on a GPU, else the fastest CPU backend installed (default)",
+                     f"{_HERE}.auto", "AutoBackend", takes_kernels=True),
+        BackendEntry("eager", "PyTorch, the reference", f"{_HERE}.eager", "EagerBackend", takes_kernels=True),
+        BackendEntry("compile", "torch.compile (inductor)", f"{_HERE}.compiled", "CompiledBackend"),
+        BackendEntry("onnxruntime", "ONNX Runtime, CPU fp32", f"{_HERE}.onnxruntime", "OnnxRuntimeBackend"),
+        BackendEntry("openvino", "OpenVINO, CPU fp32/bf16", f"{_HERE}.openvino", "OpenVINOBackend"),
+        BackendEntry("tensorrt", "TensorRT, NVIDIA GPU fp32/fp16", f"{_HERE}.tensorrt", "TensorRTBackend"),
+    )
+}
+BACKEND_NAMES = tuple(REGISTRY)
 
 
 def create_backend(name: str, device: str = "cpu", kernels: str = "auto") -> Backend:
     """A backend instance for ``name`` ("auto" picks the best one available here when prepared).
 
-    ``kernels`` (eager only): "auto" fuses the Triton instance-norm kernels in on CUDA and leaves the
-    plain PyTorch path on the CPU; "triton" / "reference" force one; "off" never fuses."""
-    if name == "auto":
-        from cyclestream.engine.backends.auto import AutoBackend
-
-        return AutoBackend(device, kernels=kernels)
-    if name == "eager":
-        from cyclestream.engine.backends.eager import EagerBackend
-
-        return EagerBackend(device, kernels=kernels)
-    if name == "compile":
-        from cyclestream.engine.backends.compiled import CompiledBackend
-
-        return CompiledBackend(device)
-    if name == "onnxruntime":
-        from cyclestream.engine.backends.onnxruntime import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(device)
-    if name == "openvino":
-        from cyclestream.engine.backends.openvino import OpenVINOBackend
-
-        return OpenVINOBackend(device)
-    if name == "tensorrt":
-        from cyclestream.engine.backends.tensorrt import TensorRTBackend
-
-        return TensorRTBackend(device)
-    raise BackendError(f"unknown backend {name!r}; choose one of: {', '.join(BACKEND_NAMES)}")
+    ``kernels`` (eager, and auto when it picks eager): "auto" fuses the Triton instance-norm kernels in
+    on CUDA and leaves the plain PyTorch path on the CPU; "triton" / "reference" force one; "off"
+    never fuses."""
+    entry = REGISTRY.get(name)
+    if entry is None:
+        raise BackendError(f"unknown backend {name!r}; choose one of: {', '.join(BACKEND_NAMES)}")
+    return entry.create(device, kernels)
 
 
-__all__ = ["BACKEND_NAMES", "PRECISIONS", "Backend", "FrameShape", "Precision", "create_backend"]
+def backends_help() -> str:
+    """The ``--backend`` help text, from the registry."""
+    return "; ".join(f"{e.name}: {e.help}" for e in REGISTRY.values())
+
+
+__all__ = [
+    "BACKEND_NAMES", "PRECISIONS", "REGISTRY", "Backend", "BackendEntry", "FrameShape", "Precision",
+    "backends_help", "create_backend",
+]

@@ -28,9 +28,9 @@ from collections.abc import Callable
 
 import torch
 
-from cyclestream.engine.backends.base import Backend, FrameShape, Precision
+from cyclestream.engine.backends.base import Backend, FrameShape, Precision, Wrapper
 from cyclestream.engine.checkpoint import LoadedModel
-from cyclestream.engine.errors import BackendError
+from cyclestream.engine.errors import BackendError, first_line
 
 log = logging.getLogger("cyclestream")
 
@@ -72,7 +72,7 @@ def plan(
     return ["eager"]
 
 
-class AutoBackend(Backend):
+class AutoBackend(Wrapper):
     """Chooses and prepares a concrete backend in ``prepare``; ``run`` goes straight to it."""
 
     name = "auto"
@@ -101,7 +101,7 @@ class AutoBackend(Backend):
                 backend = self._create(name)
                 backend.prepare(model, shape, precision)
             except Exception as e:
-                reason = _reason(e)
+                reason = first_line(e)
                 failures.append(f"{name}: {reason}")
                 if i + 1 < len(candidates):
                     log.warning("--backend auto: %s failed (%s); falling back to %s", name, reason, candidates[i + 1])
@@ -113,10 +113,10 @@ class AutoBackend(Backend):
             return
         raise BackendError("no backend could run this model: " + "; ".join(failures))
 
-    def run(self, frames: torch.Tensor) -> torch.Tensor:
+    def inner(self) -> Backend:
         if self.chosen is None:
-            raise BackendError("backend used before prepare()")
-        return self.chosen.run(frames)
+            raise BackendError("the auto backend was used before prepare()")
+        return self.chosen
 
     def describe(self) -> str:
         return self.chosen.describe() if self.chosen is not None else "auto (not prepared)"
@@ -124,8 +124,3 @@ class AutoBackend(Backend):
     def close(self) -> None:
         if self.chosen is not None:
             self.chosen.close()
-
-
-def _reason(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

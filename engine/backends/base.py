@@ -1,23 +1,39 @@
 """The Backend interface: every way of running a generator looks like this to the pipeline.
 
-``prepare(model, shape, precision)`` once, then ``run(frames)`` many times.  ``run`` takes and returns
-uint8 RGB frames, (N, H, W, 3), on the host: a backend owns the whole step from uint8 in to uint8
-out, so a GPU backend can upload uint8 once and convert, pad, crop and convert back on the device.
-Nothing outside engine/backends/ branches on which backend it has.
+A backend is two methods: ``prepare(model, shape, precision)`` builds whatever it needs (a session, an
+engine, a compiled graph) and ends with ``self.ready(model, shape)``; ``infer(x)`` runs the generator
+on a float (N, 3, H', W') input already padded to the model's size multiple.  ``run(frames)``, which
+the pipeline calls, is written once here: uint8 (N, H, W, 3) host frames → (on CUDA: through the
+backend's own stream and pinned buffers, ``cuda_stream.BackendStream``) → ``to_model_input`` →
+``infer`` → ``from_model_output`` → uint8 host frames.  A GPU backend thus uploads uint8 once and
+converts, pads, crops and converts back on the device.  Nothing outside engine/backends/ branches on
+which backend it has.
 """
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
 
+from cyclestream.engine.backends.cuda_stream import BackendStream
+from cyclestream.engine.backends.tensors import from_model_output, to_model_input
 from cyclestream.engine.checkpoint import LoadedModel
+from cyclestream.engine.errors import BackendError
 
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "fp16")
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager[object]:
+    """Mixed precision for a PyTorch module: bf16/fp16 autocast, or nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
 
 
 @dataclass(frozen=True)
@@ -31,18 +47,67 @@ class FrameShape:
 
 class Backend(ABC):
     name: ClassVar[str]
+    device: torch.device = torch.device("cpu")
+    precision: Precision = "fp32"
+    input_dtype: torch.dtype = torch.float32  # what infer() takes (TensorRT fp16 engines take fp16)
+    _multiple: int = 4  # the model's size multiple, set by ready()
+    _io: BackendStream | None = None  # CUDA only: own stream, pinned staging buffers
+    _ready: bool = False
 
     @abstractmethod
     def prepare(self, model: LoadedModel, shape: FrameShape, precision: Precision) -> None:
-        """Build whatever this backend needs for ``shape`` and run it once (warm-up)."""
+        """Build whatever this backend needs for ``shape``, then ``self.ready(model, shape)``."""
 
     @abstractmethod
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """The generator on a float (N, 3, H', W') input already padded to the size multiple, on the
+        backend's device (or the host for CPU backends); returns float (N, 3, H', W')."""
+
+    def ready(self, model: LoadedModel, shape: FrameShape) -> None:
+        """The end of every ``prepare``: remember the size multiple, open the CUDA stream, warm up once."""
+        self._multiple = model.spec.size_multiple
+        if self.device.type == "cuda" and self._io is None:
+            self._io = BackendStream(self.device)
+        self._ready = True
+        try:
+            self.run(torch.zeros((shape.batch, shape.height, shape.width, 3), dtype=torch.uint8))
+        except BaseException:
+            self._ready = False
+            raise
+
+    @torch.inference_mode()
     def run(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (N, H, W, 3) host frames → translated uint8 (N, H, W, 3) host frames, N ≤ shape.batch."""
+        if not self._ready:
+            raise BackendError(f"the {self.name} backend was used before prepare()")
+        if self._io is not None:
+            return self._io.run(self._translate, frames)
+        return self._translate(frames)
+
+    def _translate(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames → uint8 frames, on the device the frames are on."""
+        height, width = frames.shape[1], frames.shape[2]
+        x = to_model_input(frames, self._multiple, self.input_dtype)
+        return from_model_output(self.infer(x), height, width)
 
     def describe(self) -> str:
         """One line for logs and reports: backend, device, precision."""
         return self.name
 
-    def close(self) -> None:  # noqa: B027 (optional hook)
+    def close(self) -> None:
         """Release device memory, sessions, engines."""
+        self._ready = False
+
+
+class Wrapper(Backend):
+    """A backend that hands every call to another one (``auto``'s choice, a shared model)."""
+
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner().infer(x)
+
+    @abstractmethod
+    def inner(self) -> Backend:
+        """The backend calls go to; a BackendError if there is none yet."""
+
+    def run(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.inner().run(frames)

@@ -8,22 +8,17 @@ recompile (once per size).  On the CPU, inductor needs a C++ compiler (g++ or cl
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
 
 import torch
 
-from cyclestream.engine.backends.base import Backend, FrameShape, Precision
-from cyclestream.engine.backends.tensors import from_model_output, to_model_input
+from cyclestream.engine.backends.base import Backend, FrameShape, Precision, autocast
 from cyclestream.engine.checkpoint import LoadedModel
-from cyclestream.engine.errors import BackendError
+from cyclestream.engine.errors import BackendError, first_line
 
 log = logging.getLogger("cyclestream")
-
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
 
 def find_cxx() -> str | None:
     """The C++ compiler inductor would use on the CPU ($CXX, g++, c++ or clang++), if any."""
@@ -40,10 +35,8 @@ class CompiledBackend(Backend):
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendError("--device cuda was asked for, but PyTorch sees no CUDA device here")
         self.device = torch.device(device)
-        self.precision: Precision = "fp32"
         self._model: torch.nn.Module | None = None
         self._batch = 1
-        self._multiple = 4
 
     def prepare(self, model: LoadedModel, shape: FrameShape, precision: Precision) -> None:
         if self.device.type == "cpu":
@@ -52,44 +45,28 @@ class CompiledBackend(Backend):
             if find_cxx() is None:
                 raise BackendError("torch.compile on the CPU needs a C++ compiler: apt-get install g++")
         self.precision = precision
-        self._multiple = model.spec.size_multiple
         self._batch = shape.batch
         generator = model.generator.to(self.device).eval().to(memory_format=torch.channels_last)
         self._model = torch.compile(generator, dynamic=False)
         log.info("compiling the generator with torch.compile (inductor); the first run takes a while")
         try:
-            self.run(torch.zeros((shape.batch, shape.height, shape.width, 3), dtype=torch.uint8))
+            self.ready(model, shape)
         except Exception as e:
             self._model = None
-            raise BackendError(f"torch.compile failed: {str(e).strip().splitlines()[0]}") from e
-
-    def _autocast(self) -> contextlib.AbstractContextManager[object]:
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=_AUTOCAST_DTYPES[self.precision])
+            raise BackendError(f"torch.compile failed: {first_line(e)}") from e
 
     @torch.inference_mode()
     def infer(self, x: torch.Tensor) -> torch.Tensor:
-        """The generator on a float (N, 3, H', W') input already padded to the size multiple."""
-        if self._model is None:
-            raise BackendError("backend used before prepare()")
+        assert self._model is not None, "prepare() first"
         n = x.shape[0]
         if n < self._batch:  # the last batch of a video: pad it rather than recompile
             x = torch.cat([x, x.new_zeros((self._batch - n, *x.shape[1:]))])
-        with self._autocast():
+        with autocast(self.device, self.precision):
             return self._model(x.to(self.device, memory_format=torch.channels_last))[:n]
-
-    @torch.inference_mode()
-    def run(self, frames: torch.Tensor) -> torch.Tensor:
-        height, width = frames.shape[1], frames.shape[2]
-        on_gpu = self.device.type == "cuda"
-        if on_gpu:
-            frames = frames.pin_memory().to(self.device, non_blocking=True)
-        out = from_model_output(self.infer(to_model_input(frames, self._multiple)), height, width)
-        return out.to("cpu") if on_gpu else out
 
     def describe(self) -> str:
         return f"compile (inductor, {self.device.type}, {self.precision})"
 
     def close(self) -> None:
+        super().close()
         self._model = None

@@ -29,7 +29,7 @@ from torch import nn
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.backends.cache import ShapeProfile, default_cache_dir, model_digest, onnx_cache_path
 from cyclestream.engine.checkpoint import LoadedModel
-from cyclestream.engine.errors import BackendError
+from cyclestream.engine.errors import BackendError, first_line
 from cyclestream.engine.models import GeneratorSpec
 
 log = logging.getLogger("cyclestream")
@@ -192,14 +192,14 @@ def export_onnx(
             _export_dynamo(generator, x, model.spec, tmp, opset)
         except Exception as e:
             if exporter == "dynamo":
-                raise BackendError(f"ONNX export (dynamo exporter) failed: {_first_line(e)}") from e
+                raise BackendError(f"ONNX export (dynamo exporter) failed: {first_line(e)}") from e
             if not isinstance(e, _Skip):
-                log.warning("dynamo ONNX exporter failed (%s); trying the TorchScript exporter", _first_line(e))
+                log.warning("dynamo ONNX exporter failed (%s); trying the TorchScript exporter", first_line(e))
             used = "torchscript"
             try:
                 _export_torchscript(generator, x, tmp, opset)
             except Exception as e2:
-                raise BackendError(f"ONNX export failed with both exporters: {_first_line(e2)}") from e2
+                raise BackendError(f"ONNX export failed with both exporters: {first_line(e2)}") from e2
     report = OnnxExport(path, used, precision, time.perf_counter() - t0, onnx_op_counts(path))
     expected = count_instance_norms(model.generator)
     if report.instance_norms != expected:
@@ -229,8 +229,3 @@ def cached_onnx(
 
 class _Skip(Exception):
     """Internal: go straight to the TorchScript exporter."""
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

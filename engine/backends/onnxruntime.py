@@ -17,7 +17,6 @@ import torch
 
 from cyclestream.engine.backends.base import Backend, FrameShape, Precision
 from cyclestream.engine.backends.export import INPUT_NAME, cached_onnx
-from cyclestream.engine.backends.tensors import from_model_output, to_model_input
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import BackendError
 
@@ -53,9 +52,7 @@ class OnnxRuntimeBackend(Backend):
         import_onnxruntime()
         self.cache_dir = cache_dir
         self.threads = threads
-        self.precision: Precision = "fp32"
         self._session: Any = None
-        self._multiple = 4
 
     def prepare(self, model: LoadedModel, shape: FrameShape, precision: Precision) -> None:
         if precision != "fp32":
@@ -63,24 +60,17 @@ class OnnxRuntimeBackend(Backend):
                 f"the onnxruntime backend runs fp32 only (asked for {precision}); "
                 "for bf16 on the CPU use --backend openvino or eager"
             )
-        self._multiple = model.spec.size_multiple
         self._session = make_session(cached_onnx(model, "fp32", self.cache_dir), self.threads)
-        self.run(torch.zeros((shape.batch, shape.height, shape.width, 3), dtype=torch.uint8))
+        self.ready(model, shape)
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
-        """The generator on a float (N, 3, H', W') input already padded to the size multiple."""
-        if self._session is None:
-            raise BackendError("backend used before prepare()")
+        assert self._session is not None, "prepare() first"
         (y,) = self._session.run(None, {INPUT_NAME: x.contiguous().numpy()})
         return torch.from_numpy(y)
-
-    @torch.inference_mode()
-    def run(self, frames: torch.Tensor) -> torch.Tensor:
-        y = self.infer(to_model_input(frames, self._multiple))
-        return from_model_output(y, frames.shape[1], frames.shape[2])
 
     def describe(self) -> str:
         return f"onnxruntime (cpu, {self.precision})"
 
     def close(self) -> None:
+        super().close()
         self._session = None

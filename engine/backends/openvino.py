@@ -16,9 +16,8 @@ import torch
 from cyclestream.engine.backends.base import Backend, FrameShape, Precision
 from cyclestream.engine.backends.cache import default_cache_dir
 from cyclestream.engine.backends.export import cached_onnx
-from cyclestream.engine.backends.tensors import from_model_output, to_model_input
 from cyclestream.engine.checkpoint import LoadedModel
-from cyclestream.engine.errors import BackendError
+from cyclestream.engine.errors import BackendError, first_line
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 _CAPABILITY = {"bf16": "BF16", "fp16": "FP16"}
@@ -50,9 +49,7 @@ class OpenVINOBackend(Backend):
         self._ov = import_openvino()
         self.cache_dir = cache_dir or default_cache_dir()
         self.threads = threads
-        self.precision: Precision = "fp32"
         self._request: Any = None
-        self._multiple = 4
 
     def prepare(self, model: LoadedModel, shape: FrameShape, precision: Precision) -> None:
         core = self._ov.Core()
@@ -63,7 +60,6 @@ class OpenVINOBackend(Backend):
                     f"this CPU has no fast {precision} (OpenVINO reports {', '.join(caps)}); use --precision fp32"
                 )
         self.precision = precision
-        self._multiple = model.spec.size_multiple
         onnx_path = cached_onnx(model, "fp32", self.cache_dir)
         config = {
             "INFERENCE_PRECISION_HINT": _HINTS[precision],
@@ -74,23 +70,17 @@ class OpenVINOBackend(Backend):
         try:
             compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
         except Exception as e:
-            raise BackendError(f"OpenVINO could not compile the model: {str(e).strip().splitlines()[0]}") from e
+            raise BackendError(f"OpenVINO could not compile the model: {first_line(e)}") from e
         self._request = compiled.create_infer_request()
-        self.run(torch.zeros((shape.batch, shape.height, shape.width, 3), dtype=torch.uint8))
+        self.ready(model, shape)
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
-        """The generator on a float (N, 3, H', W') input already padded to the size multiple."""
-        if self._request is None:
-            raise BackendError("backend used before prepare()")
+        assert self._request is not None, "prepare() first"
         return torch.from_numpy(self._request.infer({0: x.contiguous().numpy()})[0])
-
-    @torch.inference_mode()
-    def run(self, frames: torch.Tensor) -> torch.Tensor:
-        y = self.infer(to_model_input(frames, self._multiple))
-        return from_model_output(y, frames.shape[1], frames.shape[2])
 
     def describe(self) -> str:
         return f"openvino (cpu, {self.precision})"
 
     def close(self) -> None:
+        super().close()
         self._request = None

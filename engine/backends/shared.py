@@ -14,7 +14,8 @@ from concurrent.futures import Future
 
 import torch
 
-from cyclestream.engine.backends.base import Backend
+from cyclestream.engine.backends.base import Backend, FrameShape, Precision, Wrapper
+from cyclestream.engine.checkpoint import LoadedModel
 
 
 class SharedBackend:
@@ -84,7 +85,7 @@ class SharedBackend:
             done.set_exception(RuntimeError("the shared backend is closed"))
 
 
-class SharedClient(Backend):
+class SharedClient(Wrapper):
     """What one stream's pipeline sees: a Backend whose ``run`` joins the shared batch."""
 
     name = "shared"
@@ -92,8 +93,11 @@ class SharedClient(Backend):
     def __init__(self, shared: SharedBackend) -> None:
         self.shared = shared
 
-    def prepare(self, model: object, shape: object, precision: object) -> None:  # type: ignore[override]
+    def prepare(self, model: LoadedModel, shape: FrameShape, precision: Precision) -> None:
         raise NotImplementedError("prepared once, by the SharedBackend's owner")
+
+    def inner(self) -> Backend:
+        return self.shared.backend
 
     def run(self, frames: torch.Tensor) -> torch.Tensor:
         return self.shared.submit(frames)

@@ -55,12 +55,10 @@ from cyclestream.engine.backends.cache import (
     model_digest,
     store_engine,
 )
-from cyclestream.engine.backends.cuda_stream import BackendStream
 from cyclestream.engine.backends.export import INPUT_NAME, cached_onnx, export_program
 from cyclestream.engine.backends.onnx_plugins import plugin_onnx_path, write_plugin_onnx
-from cyclestream.engine.backends.tensors import from_model_output, to_model_input
 from cyclestream.engine.checkpoint import LoadedModel
-from cyclestream.engine.errors import BackendError
+from cyclestream.engine.errors import BackendError, first_line
 
 log = logging.getLogger("cyclestream")
 
@@ -367,7 +365,7 @@ def get_engine(
             else:
                 data = build_native(model, profile, precision, cache_dir)
         except Exception as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            reason = first_line(e)
             failures.append(f"{variant}: {reason}")
             if variant != variants[-1]:
                 log.warning("TensorRT build with %s failed (%s); trying the next way", variant, reason)
@@ -397,9 +395,7 @@ class TensorRTBackend(Backend):
         self.device = torch.device(device)
         self.cache_dir = cache_dir or default_cache_dir()
         self.variants = variants
-        self.precision: Precision = "fp16"
         self._model: LoadedModel | None = None
-        self._io: BackendStream | None = None
         self._digest = ""
         self._batch = 1
         self._runners: list[EngineRunner] = []
@@ -408,10 +404,11 @@ class TensorRTBackend(Backend):
         if precision not in PRECISIONS:
             raise BackendError(f"the tensorrt backend builds fp32 or fp16 engines, not {precision}")
         self.precision = precision
+        self.input_dtype = PRECISIONS[precision]
         self._model, self._digest, self._batch = model, model_digest(model), shape.batch
         self._runners = []
         self._runner_for(ShapeProfile.for_frames(shape, model.spec.size_multiple, model.spec.input_nc))
-        self.run(torch.zeros((shape.batch, shape.height, shape.width, 3), dtype=torch.uint8))
+        self.ready(model, shape)
 
     def _runner_for(self, profile: ShapeProfile) -> EngineRunner:
         for runner in self._runners:
@@ -427,9 +424,7 @@ class TensorRTBackend(Backend):
         return runner
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
-        """The generator on a float (N, 3, H', W') input already padded to the size multiple."""
-        if self._model is None:
-            raise BackendError("backend used before prepare()")
+        assert self._model is not None, "prepare() first"
         x = x.to(self.device)
         n, c, h, w = x.shape
         dims = (n, c, h, w)
@@ -440,24 +435,10 @@ class TensorRTBackend(Backend):
             runner = self._runner_for(ShapeProfile((1, c, h, w), (batch, c, h, w), (batch, c, h, w)))
         return runner(x)
 
-    @torch.inference_mode()
-    def run(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 frames in and out, through pinned reused buffers on the backend's own stream."""
-        if self._model is None:
-            raise BackendError("backend used before prepare()")
-        if self._io is None:
-            self._io = BackendStream(self.device)
-        return self._io.run(self._translate, frames)
-
-    def _translate(self, frames: torch.Tensor) -> torch.Tensor:
-        assert self._model is not None
-        height, width = frames.shape[1], frames.shape[2]
-        x = to_model_input(frames, self._model.spec.size_multiple, PRECISIONS[self.precision])
-        return from_model_output(self.infer(x), height, width)
-
     def describe(self) -> str:
         variant = self._runners[0].variant if self._runners else "?"
         return f"tensorrt ({self.device}, {self.precision}, {variant})"
 
     def close(self) -> None:
+        super().close()
         self._runners = []

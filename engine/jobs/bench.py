@@ -29,7 +29,7 @@ from cyclestream.engine.jobs.machine import describe_machine
 from cyclestream.engine.jobs.roofline import Peaks, count_macs, measure_peaks, min_bytes_per_frame
 from cyclestream.engine.jobs.translate import TranslateOptions, translate_video
 from cyclestream.engine.media.frame import TranslatedFrame
-from cyclestream.engine.media.passthrough import Passthrough
+from cyclestream.engine.media.remux import copy_head
 from cyclestream.engine.media.sinks import EncodeOptions, VideoFileSink
 from cyclestream.engine.media.sources import VideoFileSource
 from cyclestream.engine.media.synthetic import synthetic_frame
@@ -297,7 +297,7 @@ def bench_pipeline(
     with tempfile.TemporaryDirectory() as tmp:
         info = source.frame_info
         t0 = time.perf_counter()
-        sink = VideoFileSink(Path(tmp) / "encode.mp4", info, Passthrough(), encode)
+        sink = VideoFileSink(Path(tmp) / "encode.mp4", info, options=encode)
         for frame, image in zip(frames, outputs, strict=True):
             sink.write(TranslatedFrame(image, dataclasses.replace(frame, side_packets=[])))
         sink.close()
@@ -306,7 +306,7 @@ def bench_pipeline(
         clip = input_path
         if cut:
             clip = Path(tmp) / f"head{input_path.suffix if input_path.suffix in ('.mp4', '.mkv') else '.mkv'}"
-            _copy_head(input_path, clip, max_frames)
+            copy_head(input_path, clip, max_frames)
         report = translate_video(
             clip,
             Path(tmp) / "pipeline.mp4",
@@ -328,22 +328,3 @@ def bench_pipeline(
         pipeline_frames=report.frames,
         stage_busy_fps={s.name: round(s.fps, 2) for s in stats.stages.values()},
     )
-
-
-def _copy_head(src: Path, dst: Path, frames: int) -> None:
-    """Remux the video packets up to the first keyframe after ``frames`` packets, without re-encoding
-    (cutting at a keyframe keeps every copied frame decodable)."""
-    import av
-
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        vin = inp.streams.video[0]
-        vout = out.add_stream_from_template(vin)
-        seen = 0
-        for packet in inp.demux(vin):
-            if packet.dts is None:
-                continue
-            if seen >= frames and packet.is_keyframe:
-                break
-            packet.stream = vout
-            out.mux(packet)
-            seen += 1

@@ -212,7 +212,10 @@ def _check_options(options: StreamOptions) -> None:
 def _connect(options: StreamOptions) -> tuple[LiveSource, bool]:
     """The source, reading in the background from now on, and whether it is a network source."""
     spec = parse_source(options.source, options.run.size, options.fps, options.input_format)
-    source = LiveSource(spec, options.run.size, options.fps, options.realtime, options.reconnect, options.read_timeout)
+    source = LiveSource(
+        spec, size=options.run.size, fps=options.fps, realtime=options.realtime, reconnect=options.reconnect,
+        read_timeout=options.read_timeout,
+    )
     return source, spec.kind == "network"
 
 

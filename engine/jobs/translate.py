@@ -90,7 +90,7 @@ def translate_video(
                 total=info.expected_frames or None, unit="frame", desc=output.name, disable=not options.progress
             ) as bar,
         ):
-            sink = VideoFileSink(tmp, info, source.passthrough, options.encode, str(output))
+            sink = VideoFileSink(tmp, info, passthrough=source.passthrough, options=options.encode, label=str(output))
 
             def write(frame: TranslatedFrame) -> None:
                 if stabilise is not None:

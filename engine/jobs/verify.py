@@ -2,7 +2,7 @@
 
 Shared by the backend tests, ``benchmarks/bench_backends.py`` and ``benchmarks/gpu_check.py``.  Errors
 are measured on the generator's float output (before the uint8 rounding, which would hide them):
-every backend here has ``infer(x)``, the generator on a padded float NCHW input.
+every backend has ``infer(x)``, the generator on a padded float NCHW input.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from cyclestream.bundled import DEMO_CLIP
 from cyclestream.engine.backends.base import Backend
 from cyclestream.engine.backends.tensors import to_model_input
 from cyclestream.engine.checkpoint import LoadedModel
+from cyclestream.engine.media.sources import VideoFileSource
 from cyclestream.engine.models import GeneratorSpec, build_generator
 
 # Relative L2 error allowed against eager fp32, by precision, for the small generators of the tests
@@ -53,14 +54,15 @@ def sample_frames(n: int, height: int, width: int) -> torch.Tensor:
     """uint8 (n, height, width, 3) real-ish frames: the bundled demo clip, else a synthetic pattern."""
     frames: list[np.ndarray] = []
     try:
-        import av
-
-        with av.open(str(DEMO_CLIP)) as container:
-            for i, frame in enumerate(container.decode(video=0)):
-                if i % 7 == 3:
-                    frames.append(frame.to_ndarray(format="rgb24", width=width, height=height))
+        source = VideoFileSource(DEMO_CLIP, size=(width, height), audio=False)
+        try:
+            for frame in source.frames():
+                if frame.index % 7 == 3:
+                    frames.append(frame.image)
                 if len(frames) == n:
                     break
+        finally:
+            source.close()
     except Exception:
         frames = []
     if len(frames) < n:
@@ -86,11 +88,8 @@ def eager_output(model: LoadedModel, x: torch.Tensor, precision: str = "fp32") -
 
 
 def backend_output(backend: Backend, model: LoadedModel, x: torch.Tensor) -> torch.Tensor:
-    """A prepared backend's float output for the padded input ``x`` (eager: the same math, directly)."""
-    infer = getattr(backend, "infer", None)
-    if infer is not None:
-        return infer(x).float().cpu()
-    return eager_output(model, x, getattr(backend, "precision", "fp32"))
+    """A prepared backend's float output for the padded input ``x``."""
+    return backend.infer(x).float().cpu()
 
 
 def relative_l2(out: torch.Tensor, ref: torch.Tensor) -> float:

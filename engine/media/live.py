@@ -100,6 +100,7 @@ class LiveSource:
     def __init__(
         self,
         spec: SourceSpec,
+        *,
         size: tuple[int, int] | None = None,
         fps: float | None = None,
         realtime: bool = False,

@@ -104,10 +104,13 @@ class VideoFileSink:
         self,
         path: Path | str,
         info: VideoInfo,
-        passthrough: Passthrough,
-        options: EncodeOptions,
+        *,
+        passthrough: Passthrough | None = None,
+        options: EncodeOptions | None = None,
         label: str = "",
     ) -> None:
+        passthrough = Passthrough() if passthrough is None else passthrough
+        options = EncodeOptions() if options is None else options
         label = label or (path.name if isinstance(path, Path) else path)  # the user's name, not the temporary one
         check_video_codec(options.codec)
         check_quality(options)

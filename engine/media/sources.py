@@ -35,6 +35,7 @@ class VideoFileSource:
     def __init__(
         self,
         path: str | os.PathLike[str],
+        *,
         size: tuple[int, int] | None = None,
         options: dict[str, str] | None = None,
         format: str | None = None,

@@ -44,7 +44,7 @@ class Broken(Backend):
     def prepare(self, model: object, shape: FrameShape, precision: str) -> None:  # type: ignore[override]
         raise BackendError("simulated build failure")
 
-    def run(self, frames: torch.Tensor) -> torch.Tensor:
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
         raise AssertionError("never prepared")
 
 

@@ -26,6 +26,6 @@ def test_compiled_matches_eager_and_pads_the_short_last_batch() -> None:
     for n in (2, 1):  # the prepared batch, then a shorter last batch (padded, no recompilation)
         frames = sample_frames(n, 32, 32)
         x = model_input(model, frames)
-        assert relative_l2(backend.infer(x), eager_output(model, x)) < TOLERANCE["fp32"]  # type: ignore[attr-defined]
+        assert relative_l2(backend.infer(x), eager_output(model, x)) < TOLERANCE["fp32"]
         assert backend.run(frames).shape == (n, 32, 32, 3)
     assert "inductor" in backend.describe()

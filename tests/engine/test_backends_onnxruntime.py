@@ -80,30 +80,30 @@ def test_onnxruntime_matches_eager_fp32(model: LoadedModel, backend_cache: Path)
     backend = ort_backend(model, backend_cache, FrameShape(2, 48, 64))
     frames = sample_frames(2, 48, 64)
     x = model_input(model, frames)
-    assert relative_l2(backend.infer(x), eager_output(model, x)) < TOLERANCE["fp32"]  # type: ignore[attr-defined]
+    assert relative_l2(backend.infer(x), eager_output(model, x)) < TOLERANCE["fp32"]
     eager = create_backend("eager")
     eager.prepare(random_model(SPEC), FrameShape(2, 48, 64), "fp32")
-    diff = backend.run(frames).int() - eager.run(frames).int()  # type: ignore[attr-defined]
+    diff = backend.run(frames).int() - eager.run(frames).int()
     assert diff.abs().max() <= 1
 
 
 def test_one_session_serves_other_sizes_and_short_batches(model: LoadedModel, backend_cache: Path) -> None:
     backend = ort_backend(model, backend_cache, FrameShape(3, 32, 32))
-    session = backend._session  # type: ignore[attr-defined]
+    session = backend._session
     for n, h, w in [(1, 32, 32), (2, 40, 56), (1, 30, 38)]:
         frames = sample_frames(n, h, w)
-        out = backend.run(frames)  # type: ignore[attr-defined]
+        out = backend.run(frames)
         assert out.shape == (n, h, w, 3) and out.dtype == torch.uint8
         x = model_input(model, frames)
-        assert relative_l2(backend.infer(x), eager_output(model, x)) < TOLERANCE["fp32"]  # type: ignore[attr-defined]
-    assert backend._session is session  # type: ignore[attr-defined]
+        assert relative_l2(backend.infer(x), eager_output(model, x)) < TOLERANCE["fp32"]
+    assert backend._session is session
 
 
 def test_unet_exports_and_runs(backend_cache: Path) -> None:
     unet = random_model(GeneratorSpec(kind="unet", ngf=4, n_blocks=5))
     backend = ort_backend(unet, backend_cache, FrameShape(1, 32, 32))
     x = model_input(unet, sample_frames(1, 40, 24))
-    assert relative_l2(backend.infer(x), eager_output(unet, x)) < TOLERANCE["fp32"]  # type: ignore[attr-defined]
+    assert relative_l2(backend.infer(x), eager_output(unet, x)) < TOLERANCE["fp32"]
 
 
 def test_bf16_is_refused_with_a_reason(model: LoadedModel, backend_cache: Path) -> None:

@@ -48,9 +48,9 @@ def test_fp32_matches_eager_across_sizes_and_batches(model: LoadedModel, backend
     backend = openvino(model, backend_cache, FrameShape(2, 48, 64), "fp32")
     for n, h, w in [(2, 48, 64), (1, 48, 64), (1, 30, 38)]:  # prepared shape, short last batch, other size
         frames = sample_frames(n, h, w)
-        assert backend.run(frames).shape == (n, h, w, 3)  # type: ignore[attr-defined]
+        assert backend.run(frames).shape == (n, h, w, 3)
         x = model_input(model, frames)
-        assert relative_l2(backend.infer(x), eager_output(model, x)) < TOLERANCE["fp32"]  # type: ignore[attr-defined]
+        assert relative_l2(backend.infer(x), eager_output(model, x)) < TOLERANCE["fp32"]
 
 
 def test_bf16_matches_eager_within_bf16_tolerance(model: LoadedModel, backend_cache: Path) -> None:
@@ -60,7 +60,7 @@ def test_bf16_matches_eager_within_bf16_tolerance(model: LoadedModel, backend_ca
         pytest.skip("this CPU has no bf16 instructions (AVX-512-BF16 or AMX)")
     backend = openvino(model, backend_cache, FrameShape(1, 64, 64), "bf16")
     x = model_input(model, sample_frames(1, 64, 64))
-    error = relative_l2(backend.infer(x), eager_output(model, x))  # type: ignore[attr-defined]
+    error = relative_l2(backend.infer(x), eager_output(model, x))
     assert 1e-5 < error < TOLERANCE["bf16"]  # really ran in bf16, and close enough
 
 
@@ -79,6 +79,6 @@ def test_uint8_round_trip_equals_eager_up_to_rounding(model: LoadedModel, backen
     frames = sample_frames(1, 40, 40)
     eager = create_backend("eager")
     eager.prepare(random_model(SPEC), FrameShape(1, 40, 40), "fp32")
-    out = openvino(model, backend_cache, FrameShape(1, 40, 40), "fp32").run(frames)  # type: ignore[attr-defined]
+    out = openvino(model, backend_cache, FrameShape(1, 40, 40), "fp32").run(frames)
     assert (out.int() - eager.run(frames).int()).abs().max() <= 1
     assert out.dtype == torch.uint8
