@@ -34,6 +34,7 @@ from cyclestream.engine.jobs.verify import (
     relative_l2,
     sample_frames,
 )
+from cyclestream.engine.measure import time_calls
 from cyclestream.engine.models import GeneratorSpec
 
 CONFIGS: list[tuple[str, str]] = [
@@ -98,11 +99,8 @@ def measure(
     times: dict[int, list[float]] = {id(row): [] for row, _ in live}
     for r in range(rounds):
         for row, backend in live:
-            backend.run(frames)  # settle caches after switching backends
-            t0 = time.perf_counter()
-            for _ in range(runs):
-                backend.run(frames)
-            times[id(row)].append((time.perf_counter() - t0) / runs)
+            # one untimed call settles caches after switching backends
+            times[id(row)] += time_calls(lambda b=backend: b.run(frames), warmup=1, repeats=runs)
         say(f"round {r + 1}/{rounds} done")
     for row, backend in live:
         row.images_per_s = batch / statistics.median(times[id(row)])

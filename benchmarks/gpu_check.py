@@ -44,8 +44,9 @@ import torch
 
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.jobs.verify import model_input, random_model, relative_l2, sample_frames
+from cyclestream.engine.measure import cuda_ms
 from cyclestream.engine.models import GeneratorSpec
-from cyclestream.kernels.cuda_check import clean_env, cuda_ms, run_clean
+from cyclestream.kernels.cuda_check import clean_env, run_clean
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_MODEL = ROOT / "cyclestream" / "assets" / "default_model.safetensors"

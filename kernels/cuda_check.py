@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from cyclestream.engine.measure import cuda_ms
+
 # (label, shape): rows of one element, odd sizes, the single-pass limit, and the generator's trunks
 # (256 channels at H/4 × W/4) for 256², 512², 720p and 1080p frames.
 SHAPES: dict[str, tuple[int, int, int, int]] = {
@@ -69,21 +71,6 @@ def run_clean(module: str, args: Sequence[str], timeout: float) -> subprocess.Co
     """``python -m module args`` in a fresh process with ``clean_env()`` (interpreter off)."""
     cmd = [sys.executable, "-m", module, *args]
     return subprocess.run(cmd, env=clean_env(), capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def cuda_ms(fn: Callable[..., object], *args: object, reps: int = 20, warmup: int = 3) -> float:
-    """Median milliseconds per call of ``fn(*args)`` on the current CUDA stream, timed with CUDA events."""
-    for _ in range(warmup):
-        fn(*args)
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn(*args)
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
 
 
 def random_rows(

@@ -31,6 +31,7 @@ import torch
 from cyclestream.engine.backends.base import Backend, FrameShape, Precision, Wrapper
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import BackendError, first_line
+from cyclestream.engine.machine import cpu_has_bf16
 
 log = logging.getLogger("cyclestream")
 
@@ -38,17 +39,6 @@ log = logging.getLogger("cyclestream")
 def installed(module: str) -> bool:
     """Whether ``module`` can be imported (checked without importing it)."""
     return importlib.util.find_spec(module) is not None
-
-
-def cpu_has_bf16() -> bool:
-    """Whether the CPU has bf16 instructions (AVX-512-BF16 or AMX-BF16), from /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return False
-    words = set(flags.split())
-    return bool(words & {"avx512_bf16", "amx_bf16"})
 
 
 def resolve_device(device: str) -> str:

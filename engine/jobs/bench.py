@@ -12,7 +12,6 @@ import logging
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,10 @@ from cyclestream.engine.backends import Backend, FrameShape, Precision, create_b
 from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import CycleStreamError
-from cyclestream.engine.jobs.machine import describe_machine
 from cyclestream.engine.jobs.roofline import Peaks, count_macs, measure_peaks, min_bytes_per_frame
 from cyclestream.engine.jobs.translate import TranslateOptions, translate_video
+from cyclestream.engine.machine import describe_machine
+from cyclestream.engine.measure import frames_relative_l2, time_calls
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.remux import copy_head
 from cyclestream.engine.media.sinks import EncodeOptions, VideoFileSink
@@ -92,27 +92,6 @@ def _frames(batch: int, width: int, height: int) -> torch.Tensor:
     return torch.from_numpy(np.stack([synthetic_frame(i, width, height) for i in range(batch)]))
 
 
-def _time_calls(fn: Callable[[], object], warmup: int, repeats: int, min_time: float) -> list[float]:
-    """Per-call seconds: ``warmup`` untimed calls, then ``repeats`` timed runs of at least ``min_time``."""
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        while True:
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-            if time.perf_counter() - start >= min_time:
-                break
-    return times
-
-
-def _rel_l2(out: torch.Tensor, ref: torch.Tensor) -> float:
-    a, b = out.float() / 127.5 - 1, ref.float() / 127.5 - 1
-    return float((a - b).norm() / b.norm().clamp_min(1e-12))
-
-
 def _prepare(model: LoadedModel, name: str, device: str, shape: FrameShape, precision: Precision) -> Backend:
     backend = create_backend(name, device)
     backend.prepare(model, shape, precision)
@@ -168,7 +147,7 @@ def bench_model(
                 continue
             try:
                 row = _measure(backend, name, precision, batch, width, height, warmup, repeats, min_time)
-                row.rel_l2 = _rel_l2(backend.run(_frames(1, width, height)), reference)
+                row.rel_l2 = frames_relative_l2(backend.run(_frames(1, width, height)), reference)
             finally:
                 backend.close()
             row.speedup = row.images_per_s / baseline.images_per_s if baseline.images_per_s else None
@@ -219,7 +198,7 @@ def _measure(
     min_time: float,
 ) -> ModelRow:
     frames = _frames(batch, width, height)
-    times = _time_calls(lambda: backend.run(frames), warmup, repeats, min_time)
+    times = time_calls(lambda: backend.run(frames), warmup, repeats, min_time)
     median = statistics.median(times)
     return ModelRow(
         name,

@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.jobs.bench import ModelBench, ModelRow, PipelineBench
-from cyclestream.engine.jobs.machine import one_line
+from cyclestream.engine.machine import one_line
 
 COLUMNS = (
     "backend",

@@ -17,8 +17,11 @@ from cyclestream.bundled import DEMO_CLIP
 from cyclestream.engine.backends.base import Backend
 from cyclestream.engine.backends.tensors import to_model_input
 from cyclestream.engine.checkpoint import LoadedModel
+from cyclestream.engine.measure import relative_l2
 from cyclestream.engine.media.sources import VideoFileSource
 from cyclestream.engine.models import GeneratorSpec, build_generator
+
+__all__ = ["TOLERANCE", "backend_output", "eager_output", "model_input", "random_model", "relative_l2", "sample_frames"]
 
 # Relative L2 error allowed against eager fp32, by precision, for the small generators of the tests
 # (ngf 4-8, 1-2 blocks), where ONNX Runtime and OpenVINO fp32 measure ≤ 1e-5 and bf16 ≈ 1.4e-2.  Random
@@ -90,11 +93,3 @@ def eager_output(model: LoadedModel, x: torch.Tensor, precision: str = "fp32") -
 def backend_output(backend: Backend, model: LoadedModel, x: torch.Tensor) -> torch.Tensor:
     """A prepared backend's float output for the padded input ``x``."""
     return backend.infer(x).float().cpu()
-
-
-def relative_l2(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """‖out − ref‖ / ‖ref‖ in float64."""
-    out, ref = out.detach().double().cpu(), ref.detach().double().cpu()
-    if out.shape != ref.shape:
-        raise ValueError(f"shapes differ: {tuple(out.shape)} vs {tuple(ref.shape)}")
-    return float((out - ref).norm() / ref.norm().clamp_min(1e-30))

@@ -92,10 +92,5 @@ def describe(container: Any) -> VideoInfo:
     )
 
 
-def probe(path: str | os.PathLike[str]) -> VideoInfo:
-    with open_input(path) as container:
-        return describe(container)
-
-
 def is_image(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
