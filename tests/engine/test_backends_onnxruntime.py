@@ -29,18 +29,12 @@ from cyclestream.engine.models import GeneratorSpec
 pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (pip install 'cyclestream[onnx]')")
 pytest.importorskip("onnxscript", reason="the dynamo ONNX exporter needs onnxscript")
 
-SPEC = GeneratorSpec(ngf=8, n_blocks=2)
-
-
-@pytest.fixture(scope="session")
-def backend_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One export cache for all backend tests (same folder in every test module)."""
-    return tmp_path_factory.getbasetemp() / "backend-cache"
+from tests.engine.conftest import EXPORT_SPEC as SPEC
 
 
 @pytest.fixture(scope="module")
-def model() -> LoadedModel:
-    return random_model(SPEC)
+def model(export_model: LoadedModel) -> LoadedModel:
+    return export_model
 
 
 def ort_backend(model: LoadedModel, cache: Path, shape: FrameShape) -> object:

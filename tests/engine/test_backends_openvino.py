@@ -18,22 +18,16 @@ from cyclestream.engine.jobs.verify import (
     relative_l2,
     sample_frames,
 )
-from cyclestream.engine.models import GeneratorSpec
 
 pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'cyclestream[openvino]')")
 pytest.importorskip("onnxscript", reason="the ONNX export needs onnxscript")
 
-SPEC = GeneratorSpec(ngf=8, n_blocks=2)  # the same model as the ONNX Runtime tests: one export for both
-
-
-@pytest.fixture(scope="session")
-def backend_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.getbasetemp() / "backend-cache"
+from tests.engine.conftest import EXPORT_SPEC as SPEC
 
 
 @pytest.fixture(scope="module")
-def model() -> LoadedModel:
-    return random_model(SPEC)
+def model(export_model: LoadedModel) -> LoadedModel:
+    return export_model
 
 
 def openvino(model: LoadedModel, cache: Path, shape: FrameShape, precision: str) -> object:

@@ -25,8 +25,7 @@ from cyclestream.engine.backends.onnx_plugins import (
     write_plugin_onnx,
 )
 from cyclestream.engine.checkpoint import LoadedModel
-from cyclestream.engine.jobs.verify import TOLERANCE, eager_output, model_input, random_model, relative_l2
-from cyclestream.engine.models import GeneratorSpec
+from cyclestream.engine.jobs.verify import TOLERANCE, eager_output, model_input, relative_l2
 from cyclestream.kernels.instance_norm import instance_norm_act_reference, instance_norm_residual_reference
 
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install 'cyclestream[onnx]')")
@@ -34,7 +33,7 @@ ort = pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (
 pytest.importorskip("onnxscript", reason="the dynamo ONNX exporter needs onnxscript")
 ortx = pytest.importorskip("onnxruntime_extensions", reason="pip install onnxruntime-extensions (dev extra)")
 
-SPEC = GeneratorSpec(ngf=8, n_blocks=2)
+
 CONTRIB = "ai.onnx.contrib"  # the domain onnxruntime-extensions serves Python ops from
 
 
@@ -103,8 +102,8 @@ def _session_for(path: Path, half: bool, tmp_path: Path) -> object:
 
 
 @pytest.fixture(scope="module")
-def model() -> LoadedModel:
-    return random_model(SPEC)
+def model(export_model: LoadedModel) -> LoadedModel:
+    return export_model
 
 
 def test_every_norm_becomes_a_plugin_node_with_its_epilogue(model: LoadedModel, tmp_path: Path) -> None:
