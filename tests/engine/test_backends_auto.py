@@ -80,6 +80,7 @@ def test_when_nothing_works_the_error_lists_every_reason(monkeypatch: pytest.Mon
         backend.prepare(random_model(TINY), FrameShape(1, 16, 16), "fp32")
 
 
+@pytest.mark.slow
 def test_auto_resolves_to_a_working_backend_here(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
     from cyclestream.engine.backends.cache import CACHE_ENV
 
@@ -97,6 +98,7 @@ def test_unknown_backend_names_are_listed() -> None:
         create_backend("fastest")
 
 
+@pytest.mark.slow
 def test_importing_the_backends_imports_no_backend_library() -> None:
     code = (
         "import sys, cyclestream.cli, cyclestream.engine.jobs.translate, cyclestream.engine.backends.auto, "

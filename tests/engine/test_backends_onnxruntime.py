@@ -57,6 +57,7 @@ def test_torchscript_exporter_works_too(model: LoadedModel, tmp_path: Path) -> N
     assert report.instance_norms == 9
 
 
+@pytest.mark.slow
 def test_fp16_export_casts_around_fp32_instance_norms(model: LoadedModel, tmp_path: Path) -> None:
     report = export_onnx(model, tmp_path / "half.onnx", precision="fp16")
     assert report.instance_norms == 9
@@ -93,6 +94,7 @@ def test_one_session_serves_other_sizes_and_short_batches(model: LoadedModel, ba
     assert backend._session is session
 
 
+@pytest.mark.slow
 def test_unet_exports_and_runs(backend_cache: Path) -> None:
     unet = random_model(GeneratorSpec(kind="unet", ngf=4, n_blocks=5))
     backend = ort_backend(unet, backend_cache, FrameShape(1, 32, 32))
@@ -107,6 +109,7 @@ def test_bf16_is_refused_with_a_reason(model: LoadedModel, backend_cache: Path) 
         OnnxRuntimeBackend(cache_dir=backend_cache).prepare(model, FrameShape(1, 32, 32), "bf16")
 
 
+@pytest.mark.slow
 def test_compile_onnx_then_translate_reuses_the_graph(
     tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

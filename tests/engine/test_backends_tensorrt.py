@@ -52,6 +52,7 @@ def test_compile_tensorrt_fails_in_one_line_without_a_gpu(tiny_model: Path, caps
     assert err.startswith("cyclestream: error:") and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_plugin_graph_is_exportable_over_a_dynamic_profile() -> None:
     """What torch-tensorrt receives on the plugin path: the fused generator, exported over the profile,
     with every instance norm as one cyclestream:: custom op (a plugin) and no aten norm left."""

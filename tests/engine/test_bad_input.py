@@ -142,6 +142,7 @@ def test_wrong_checkpoint_leaves_nothing(
     assert only_file_is(tmp_path, "in.mp4", "model.pth")
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_translation_leaves_no_output(
     make_clip: Callable[..., Path], tiny_model: Path, tmp_path: Path
 ) -> None:

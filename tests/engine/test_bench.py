@@ -15,6 +15,7 @@ from cyclestream.engine.jobs.roofline import count_macs
 from cyclestream.engine.models import GeneratorSpec, build_generator
 
 
+@pytest.mark.slow
 def test_bench_model_quick_writes_table_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (
         main(
@@ -76,6 +77,7 @@ def test_unknown_backend_is_reported_as_skipped(tmp_path: Path, capsys: pytest.C
     assert rows[-1]["skipped"] and "unknown backend" in rows[-1]["skipped"]
 
 
+@pytest.mark.slow
 def test_bench_pipeline_measures_each_stage_and_the_whole(
     make_clip: Callable[..., Path], tiny_model: Path, tmp_path: Path
 ) -> None:
@@ -104,6 +106,7 @@ def test_bench_pipeline_measures_each_stage_and_the_whole(
     assert report["pipeline_frames"] == 20
 
 
+@pytest.mark.slow
 def test_bench_pipeline_frames_limits_every_stage(
     make_clip: Callable[..., Path], tiny_model: Path, tmp_path: Path
 ) -> None:
@@ -132,6 +135,7 @@ def test_bench_pipeline_frames_limits_every_stage(
     assert 10 <= report["pipeline_frames"] < 60
 
 
+@pytest.mark.slow
 def test_macs_of_the_official_generator() -> None:
     # resnet_9blocks at 256x256: 9 blocks x 2 convs of 256x256x3x3 at 64x64 dominate (≈ 87% of the MACs).
     macs = count_macs(build_generator(GeneratorSpec()), 256, 256, 4)

@@ -18,6 +18,7 @@ def test_bundled_assets_are_a_model_and_a_clip_with_audio() -> None:
     assert summary["codec"] == "h264" and summary["audio"] == 1
 
 
+@pytest.mark.slow
 def test_demo_command_writes_video_and_preview(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo.mp4"
     assert main(["-q", "demo", "--output", str(out), "--size", "64x64"]) == 0

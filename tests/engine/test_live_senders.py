@@ -92,6 +92,7 @@ def frame_count(path: Path) -> int:
 # ----------------------------------------------------------------------------- senders
 
 
+@pytest.mark.slow
 def test_sender_started_after_the_receiver_with_its_only_keyframe(tiny_model: Path) -> None:
     """4 s at 50 fps is 200 frames: x264 sends a single keyframe, the first packet.  Probing on one
     connection and reading on another loses it, and then nothing can ever be decoded."""
@@ -113,6 +114,7 @@ def test_sender_started_after_the_receiver_with_its_only_keyframe(tiny_model: Pa
     assert report.stats.frames > 0
 
 
+@pytest.mark.slow
 def test_sender_started_before_the_receiver_is_joined_at_its_next_keyframe(tiny_model: Path, tmp_path: Path) -> None:
     """Joined mid-GOP: packets are skipped (and counted) until the keyframe at 5 s, then decoded."""
     port = free_port()
@@ -184,6 +186,7 @@ def test_srt_sender(tiny_model: Path) -> None:
     assert report.stats.frames > 0
 
 
+@pytest.mark.slow
 def test_rtmp_sender_to_a_listening_receiver(tiny_model: Path) -> None:
     """FFmpeg's RTMP protocol can listen (one publisher, no server): the receiver listens, the sender pushes."""
     port = free_port(socket.SOCK_STREAM)
@@ -268,6 +271,7 @@ def cli() -> Iterator[list[Cli]]:
         c.kill()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_while_waiting_on_a_silent_source_ends_at_once(
     tiny_model: Path, tmp_path: Path, cli: list[Cli], sig: int, code: int
@@ -284,6 +288,7 @@ def test_signal_while_waiting_on_a_silent_source_ends_at_once(
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_reconnect_back_off_ends_at_once_with_a_playable_file(
     tiny_model: Path, tmp_path: Path, cli: list[Cli]
 ) -> None:
@@ -306,6 +311,7 @@ def test_ctrl_c_during_reconnect_back_off_ends_at_once_with_a_playable_file(
     assert frames_out > 0 and len(video_times(out)) == frames_out  # finished: every frame written is in the file
 
 
+@pytest.mark.slow
 def test_second_ctrl_c_stops_at_once_and_keeps_the_recording(tiny_model: Path, tmp_path: Path, cli: list[Cli]) -> None:
     out = tmp_path / "kept.mp4"
     cli.append(Cli("--model", str(tiny_model), "--source", "lavfi:testsrc2=size=64x48:rate=20", "--sink", str(out)))
@@ -320,6 +326,7 @@ def test_second_ctrl_c_stops_at_once_and_keeps_the_recording(tiny_model: Path, t
     assert frame_count(out) > 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".ts"])
 def test_recording_survives_sigkill(tiny_model: Path, tmp_path: Path, cli: list[Cli], suffix: str) -> None:
     out = tmp_path / f"live{suffix}"

@@ -67,6 +67,7 @@ def test_three_streams_one_model_each_with_its_own_sink_and_report(tiny_model: P
         assert len(video_times(Path(sink))) == report.stats.frames
 
 
+@pytest.mark.slow
 def test_cli_pairs_sinks_with_sources_in_order(tiny_model: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["stream", "--model", str(tiny_model), "--source", "lavfi:testsrc2", "--source", "lavfi:testsrc",

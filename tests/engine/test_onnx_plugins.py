@@ -106,6 +106,7 @@ def model(export_model: LoadedModel) -> LoadedModel:
     return export_model
 
 
+@pytest.mark.slow
 def test_every_norm_becomes_a_plugin_node_with_its_epilogue(model: LoadedModel, tmp_path: Path) -> None:
     src = cached_onnx(model, "fp32", tmp_path)
     report = write_plugin_onnx(src, plugin_onnx_path(src))
@@ -124,6 +125,7 @@ def test_every_norm_becomes_a_plugin_node_with_its_epilogue(model: LoadedModel, 
     assert attrs["epsilon"] == pytest.approx(1e-5)
 
 
+@pytest.mark.slow
 def test_plugin_graph_matches_eager_fp32(model: LoadedModel, tmp_path: Path) -> None:
     src = cached_onnx(model, "fp32", tmp_path)
     plugin = write_plugin_onnx(src, plugin_onnx_path(src)).path
@@ -134,6 +136,7 @@ def test_plugin_graph_matches_eager_fp32(model: LoadedModel, tmp_path: Path) -> 
         assert relative_l2(torch.from_numpy(y), eager_output(model, x)) < TOLERANCE["fp32"]
 
 
+@pytest.mark.slow
 def test_fp16_plugin_graph_drops_the_casts_and_matches_eager(model: LoadedModel, tmp_path: Path) -> None:
     half = export_onnx(model, tmp_path / "half.onnx", precision="fp16").path
     report = write_plugin_onnx(half, plugin_onnx_path(half))

@@ -109,6 +109,7 @@ def test_portrait_phone_mp4_keeps_audio_creation_time_and_location(tiny_model: P
         ("bt601-hd", (1280, 720), {"colorspace": 6, "color_range": 1, "color_primaries": 6, "color_trc": 6}, {}),
     ],
 )
+@pytest.mark.slow
 def test_colour_matrix_range_and_tags_are_kept(
     tiny_model: Path, tmp_path: Path, name: str, size: tuple[int, int], tags: dict[str, int] | None, read_as: dict
 ) -> None:

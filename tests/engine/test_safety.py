@@ -84,6 +84,7 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_sigterm_and_sighup_clean_up_like_ctrl_c(
     signum: int, code: int, long_clip: Path, tiny_model: Path, tmp_path: Path
@@ -99,6 +100,7 @@ def test_sigterm_and_sighup_clean_up_like_ctrl_c(
     assert list(tmp_path.iterdir()) == []  # neither out.mp4 nor its temporary file
 
 
+@pytest.mark.slow
 def test_sigterm_stops_training_like_ctrl_c(tmp_path: Path) -> None:
     from tests.trainer.conftest import squares
 

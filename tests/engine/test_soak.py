@@ -20,6 +20,7 @@ def test_slope_is_growth_per_hour_after_the_warm_up() -> None:
     assert per_hour([0.0], [1.0]) == 0.0
 
 
+@pytest.mark.slow
 def test_bench_stream_soaks_a_live_job(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "soak.json"
     proc = subprocess.run(

@@ -40,6 +40,7 @@ def assert_monotonic_and_playable(path: Path, frames: int) -> list[float]:
     return times
 
 
+@pytest.mark.slow
 def test_udp_stream_to_file_and_sender_killed_mid_stream(tiny_model: Path, tmp_path: Path) -> None:
     port = free_udp_port()
     sender = start_sender(port, fps=15, seconds=60)
@@ -72,6 +73,7 @@ def test_udp_stream_to_file_and_sender_killed_mid_stream(tiny_model: Path, tmp_p
     assert not list(tmp_path.glob(".*partial*"))
 
 
+@pytest.mark.slow
 def test_model_slower_than_source_drops_frames_and_bounds_latency(tiny_model: Path) -> None:
     # 320x240 at 120 fps is far faster than this CPU runs even the tiny model: frames must be dropped.
     report = run_stream(
@@ -111,6 +113,7 @@ def test_file_played_in_real_time(tiny_model: Path, make_clip) -> None:
     assert report.frames_in == 24 and report.end_reason is None
 
 
+@pytest.mark.slow
 def test_mjpeg_preview_serves_frames_to_an_http_client(tiny_model: Path) -> None:
     ready: list[PreviewServer | None] = []
     result: list[StreamReport] = []
@@ -151,6 +154,7 @@ def test_mjpeg_preview_serves_frames_to_an_http_client(tiny_model: Path) -> None
     assert result and result[0].stats.frames > 0
 
 
+@pytest.mark.slow
 def test_sigterm_finalizes_a_playable_file(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "term.mp4"
     proc = subprocess.Popen(
@@ -200,6 +204,7 @@ def test_camera_options_become_v4l2_options() -> None:
     assert (lavfi.kind, lavfi.format, lavfi.url) == ("lavfi", "lavfi", "testsrc2=size=64x48:rate=5")
 
 
+@pytest.mark.slow
 def test_translated_stream_sent_to_a_udp_sink_can_be_received(tiny_model: Path) -> None:
     import av
 

@@ -49,6 +49,7 @@ def backend() -> Iterator[Backend]:
     b.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["still", "moving", "cut"])
 def test_on_meets_the_goals(scenes: dict[str, list[np.ndarray]], backend: Backend, name: str) -> None:
     clean = scenes[name]
@@ -67,6 +68,7 @@ def test_on_meets_the_goals(scenes: dict[str, list[np.ndarray]], backend: Backen
         assert on.psnr_after_cut == 100.0  # restarted: the first frame of the new scene is the per-frame output
 
 
+@pytest.mark.slow
 def test_never_ghosts_where_an_object_moved(scenes: dict[str, list[np.ndarray]], backend: Backend) -> None:
     """Where the object just left, the output shows the background again, not a fading copy of it."""
     clean = scenes["moving"]
@@ -111,6 +113,7 @@ def test_unknown_method_is_one_line() -> None:
         make_stabiliser("wobble")
 
 
+@pytest.mark.slow
 def test_flow_stabilises_a_still_noisy_scene(scenes: dict[str, list[np.ndarray]], backend: Backend) -> None:
     pytest.importorskip("cv2", reason="--temporal flow needs OpenCV (the dev extra installs it)")
     clean = scenes["still"]
@@ -120,6 +123,7 @@ def test_flow_stabilises_a_still_noisy_scene(scenes: dict[str, list[np.ndarray]]
     assert flow.flicker < off.flicker and flow.psnr >= 35.0 and flow.warp_error is not None
 
 
+@pytest.mark.slow
 def test_bench_temporal_command_prints_the_table_and_a_picture(
     make_clip: Callable[..., Path], tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -144,6 +148,7 @@ def test_stream_with_temporal_on(tiny_model: Path, tmp_path: Path) -> None:
     assert len(video_times(out)) == report.stats.frames
 
 
+@pytest.mark.slow
 def test_statistics_lever_is_the_per_frame_model_when_it_keeps_nothing(
     scenes: dict[str, list[np.ndarray]], backend: Backend
 ) -> None:

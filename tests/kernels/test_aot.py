@@ -70,6 +70,7 @@ def _param_sizes(cubin: Path) -> tuple[str, list[int]]:
     return arch.group(1), [params[i] for i in sorted(params)]
 
 
+@pytest.mark.slow
 def test_generator_writes_header_table_and_one_source_per_target(aot_out: Path) -> None:
     header = (aot_out / "cs_kernel_images.h").read_text()
     assert f"#define CS_TILE {aot.TILE}" in header and f"#define CS_MAX_TILES {aot.MAX_TILES}" in header
@@ -180,6 +181,7 @@ def _cmake(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["cmake", *args], cwd=cwd, env=_compiler_env(), capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
 def test_cmake_configures_and_builds_what_this_machine_can(tmp_path: Path) -> None:
     build = tmp_path / "build"
@@ -204,6 +206,7 @@ def test_cmake_configures_and_builds_what_this_machine_can(tmp_path: Path) -> No
         assert (build / "libcyclestream_trt_plugins.so").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
 def test_cmake_configure_without_cuda_succeeds_and_says_what_it_skips(tmp_path: Path) -> None:
     configure = _cmake(

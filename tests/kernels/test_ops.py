@@ -140,6 +140,7 @@ def test_bad_arguments_are_clear_errors() -> None:
         instance_norm_act(x.double(), impl="triton")
 
 
+@pytest.mark.slow
 def test_importing_the_package_does_not_import_triton() -> None:
     """Import and fusion import no Triton; a reference call does not load our Triton module.
 
