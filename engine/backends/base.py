@@ -50,6 +50,7 @@ class Backend(ABC):
     device: torch.device = torch.device("cpu")
     precision: Precision = "fp32"
     input_dtype: torch.dtype = torch.float32  # what infer() takes (TensorRT fp16 engines take fp16)
+    input_channels_last: bool = True  # NHWC memory order for infer(); False: contiguous NCHW (ONNX bindings)
     _multiple: int = 4  # the model's size multiple, set by ready()
     _io: BackendStream | None = None  # CUDA only: own stream, pinned staging buffers
     _ready: bool = False
@@ -87,7 +88,7 @@ class Backend(ABC):
     def _translate(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames → uint8 frames, on the device the frames are on."""
         height, width = frames.shape[1], frames.shape[2]
-        x = to_model_input(frames, self._multiple, self.input_dtype)
+        x = to_model_input(frames, self._multiple, self.input_dtype, self.input_channels_last)
         return from_model_output(self.infer(x), height, width)
 
     def describe(self) -> str:

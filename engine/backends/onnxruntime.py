@@ -45,6 +45,7 @@ def make_session(path: Path, threads: int | None = None) -> Any:
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    input_channels_last = False  # the engine's input binding is contiguous NCHW
 
     def __init__(self, device: str = "cpu", cache_dir: Path | None = None, threads: int | None = None) -> None:
         if device != "cpu":

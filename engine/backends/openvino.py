@@ -42,6 +42,7 @@ def cpu_capabilities() -> list[str]:
 
 class OpenVINOBackend(Backend):
     name = "openvino"
+    input_channels_last = False  # the engine's input binding is contiguous NCHW
 
     def __init__(self, device: str = "cpu", cache_dir: Path | None = None, threads: int | None = None) -> None:
         if device != "cpu":

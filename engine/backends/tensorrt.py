@@ -379,6 +379,7 @@ def get_engine(
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
+    input_channels_last = False  # the engine's input binding is contiguous NCHW
 
     def __init__(self, device: str = "cuda", cache_dir: Path | None = None, variants: tuple[str, ...] | None = None):
         if device == "cpu":  # the CLI's default device; TensorRT only means the GPU

@@ -37,14 +37,19 @@ def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
     return height + (-height) % multiple, width + (-width) % multiple
 
 
-def to_model_input(frames: torch.Tensor, multiple: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def to_model_input(
+    frames: torch.Tensor, multiple: int, dtype: torch.dtype = torch.float32, channels_last: bool = True
+) -> torch.Tensor:
     """uint8 (N, H, W, 3) → float (N, 3, H', W') in [-1, 1], H' and W' padded to ``multiple``.
 
-    The result keeps the NHWC memory order (a channels_last tensor), which is what the convs want.
+    ``channels_last``: the result keeps the NHWC memory order, which is what PyTorch's convs want;
+    else it is a contiguous NCHW tensor (what ONNX Runtime, OpenVINO and TensorRT bindings take),
+    made by reordering the uint8 frames, a quarter of the bytes of reordering the float input.
     """
     if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected uint8 (N, H, W, 3) frames, got {tuple(frames.shape)} {frames.dtype}")
-    x = frames.permute(0, 3, 1, 2).to(dtype).div_(127.5).sub_(1.0)
+    nchw = frames.permute(0, 3, 1, 2)
+    x = (nchw if channels_last else nchw.contiguous()).to(dtype).div_(127.5).sub_(1.0)
     pad = Padding.to_multiple(x.shape[2], x.shape[3], multiple)
     if pad.is_zero:
         return x

@@ -42,3 +42,13 @@ def test_padding_is_reflective_and_symmetric() -> None:
 def test_rejects_non_rgb_uint8() -> None:
     with pytest.raises(ValueError, match="uint8"):
         to_model_input(torch.zeros(1, 4, 4, 3), 4)
+
+
+@pytest.mark.parametrize("size", [(36, 44), (37, 45)])
+def test_nchw_model_input_equals_the_channels_last_one_and_needs_no_copy(size: tuple[int, int]) -> None:
+    frames = torch.randint(0, 256, (2, *size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    nhwc = to_model_input(frames, 4)
+    nchw = to_model_input(frames, 4, channels_last=False)
+    assert torch.equal(nhwc, nchw)
+    assert nchw.is_contiguous()  # what ONNX Runtime / OpenVINO / TensorRT bindings take, with no float copy
+    assert nhwc.is_contiguous(memory_format=torch.channels_last)
