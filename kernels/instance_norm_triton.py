@@ -8,13 +8,15 @@ run — when this module is first imported.
 Layout.  A 4-D tensor is addressed as ``[N, C, HW]`` with strides ``(s_n, s_c, s_hw)``: contiguous
 NCHW has ``s_hw = 1``, channels_last has ``s_c = 1``.  A program handles a ``[BLOCK_C, BLOCK_HW]``
 tile of ``BLOCK_C`` (n, c) rows: for NCHW one row at a time (several when rows are short), for
-channels_last up to 32 channels so that each load reads a contiguous run of channels.
+channels_last a run of channels so that each load reads contiguous memory.
 
 Two paths, chosen by row length (``plan_for``):
 
 - *single pass* — the row block fits in one tile (``BLOCK_C × next_pow2(HW) ≤ ROW_MAX``): one program
   per row block loads it once, takes mean and variance over registers (two passes over registers, no
-  Σx²), normalizes, applies the epilogue and stores.  256² and 512² trunks (64², 128²) take this path.
+  Σx²), normalizes, applies the epilogue and stores.  NCHW 256² and 512² trunks (64², 128²) take this
+  path one row per program; channels_last 256² trunks take it four channels per program (each load a
+  16-byte run of channels), since 32 channels of a 64² row would not fit the registers.
 - *split reduction* — long rows (a 1080p trunk row is 270 × 480 = 129,600 elements, and there are
   only N × 256 rows): ``_partial_stats_kernel`` runs on a (row block, tile) grid and writes each tile's
   (count, mean, M2); ``_combine_stats_kernel`` merges them per row (Chan et al.:
@@ -41,6 +43,8 @@ from cyclestream.kernels._dispatch import TRITON_DTYPES
 ROW_MAX = 16384  # elements a single-pass program holds in registers (a 128×128 trunk row)
 TILE = 4096  # elements per program in the split path
 MIN_TILE = 1024  # NCHW rows shorter than this are packed several to a program
+CL_BLOCK_C = 32  # channels_last: channels per load in the split path (64 B of fp16 per position)
+CL_MIN_BLOCK_C = 4  # channels_last: the fewest channels per load worth a single pass (8-16 B runs)
 MAX_TILES = 1024  # tiles per row the combine kernel merges in one block; larger rows get larger tiles
 ACT_CODES = {"none": 0, "relu": 1}
 
@@ -211,6 +215,10 @@ def _pow2(v: int) -> int:
     return 1 << max(0, (v - 1).bit_length())
 
 
+def _pow2_floor(v: int) -> int:
+    return 1 << (v.bit_length() - 1) if v > 0 else 0
+
+
 def _warps(elements: int) -> int:
     return min(16, _pow2(max(1, elements // 512)))
 
@@ -220,17 +228,21 @@ def plan_for(
 ) -> Plan:
     """Single pass when a row block fits ``row_max`` elements, otherwise split into ``tile``-sized tiles.
 
-    A row block is ``block_c`` rows: up to 32 channels for channels_last (contiguous channel runs), and
-    for NCHW one row, or several when rows are shorter than ``MIN_TILE`` so that a program has work.
-    ``row_max=0`` forces the split path; tests also pass ``block_c`` to keep the interpreter's program
-    count small.
+    A row block is ``block_c`` rows.  NCHW: one row, or several when rows are shorter than ``MIN_TILE``
+    so that a program has work.  channels_last (channels are the contiguous dimension): the single pass
+    with as many channels as fit ``row_max`` when that is at least ``CL_MIN_BLOCK_C`` (or all of them),
+    else the split path with ``CL_BLOCK_C``-channel runs.  ``row_max=0`` forces the split path; tests
+    also pass ``block_c`` to keep the interpreter's program count small.
     """
     for name, value in (("tile", tile), ("block_c", block_c or 1)):
         if value < 1 or value & (value - 1):
             raise ValueError(f"{name} must be a power of two, got {value}")
+    if block_c is None and layout.s_c == 1 and layout.c > 1:
+        fits = _pow2_floor(row_max // _pow2(layout.hw)) if row_max >= _pow2(layout.hw) else 0
+        single_c = min(_pow2(layout.c), CL_BLOCK_C, fits)
+        block_c = single_c if single_c >= min(CL_MIN_BLOCK_C, _pow2(layout.c)) else min(_pow2(layout.c), CL_BLOCK_C)
     if block_c is None:
-        cap = 32 if layout.s_c == 1 else max(1, MIN_TILE // _pow2(layout.hw))
-        block_c = min(_pow2(layout.c), cap)
+        block_c = min(_pow2(layout.c), max(1, MIN_TILE // _pow2(layout.hw)))
     row_block = block_c * _pow2(layout.hw)
     if row_block <= row_max:
         return Plan(block_c, _pow2(layout.hw), 1, True, _warps(row_block))

@@ -55,7 +55,7 @@ CASES = [
     Case(POINTS, channels_last=True),
     Case(POINTS, plan={"row_max": 0, "tile": 1, "block_c": 1}),
     Case(BIG, heavy=True),  # the default: one program per row, 128 programs
-    Case(BIG, channels_last=True, split=True, heavy=True),  # 32 channels × 2048 > ROW_MAX: split
+    Case(BIG, channels_last=True, heavy=True),  # 8-channel runs × 2048 = ROW_MAX: single pass
     Case(BIG, plan={"row_max": 32768, "block_c": 16}),
     Case(BIG, plan={"row_max": 0, "tile": 16384, "block_c": 16}, split=True),
     Case(BIG, channels_last=True, plan={"row_max": 0, "tile": 16384}, split=True),
@@ -201,6 +201,15 @@ def test_plan_heuristic_for_generator_trunks(triton_kernels: ModuleType) -> None
     assert 256 * plan.n_tiles >= 8192  # programs on the (row, tile) grid
     cl = tk.plan_for(tk.Layout(1, 256, 270 * 480, 256 * 270 * 480, 1, 256))
     assert cl.block_c == 32 and not cl.single_pass
+    # channels_last 256² trunk (64²): single pass, 4-channel runs (32 channels × 4096 would not fit)
+    cl256 = tk.plan_for(tk.Layout(1, 256, 64 * 64, 256 * 64 * 64, 1, 256))
+    assert cl256.single_pass and cl256.block_c == 4 and cl256.block_c * cl256.block_hw <= tk.ROW_MAX
+    # channels_last 512² trunk (128²): one channel would fit, but strided single loads lose to the split
+    cl512 = tk.plan_for(tk.Layout(1, 256, 128 * 128, 256 * 128 * 128, 1, 256))
+    assert not cl512.single_pass and cl512.block_c == 32
+    # short channels_last rows: up to 32 channels per program in one pass
+    short = tk.plan_for(tk.Layout(2, 64, 16 * 16, 64 * 256, 1, 64))
+    assert short.single_pass and short.block_c == 32
     huge = tk.plan_for(tk.Layout(1, 8, 4000 * 4000, 8 * 4000 * 4000, 4000 * 4000, 1))
     assert huge.n_tiles <= tk.MAX_TILES and huge.n_tiles * huge.block_hw >= 4000 * 4000
 
