@@ -18,10 +18,12 @@ from cyclestream.trainer.options import (
     DistillOptions,
     ModelOptions,
     OptimOptions,
-    RunOptions,
     TrainOptions,
+    TrainRunOptions,
     _non_negative,
     _positive,
+    add_device_arguments,
+    add_process_arguments,
 )
 
 log = logging.getLogger("cyclestream")
@@ -55,7 +57,7 @@ def add_distill_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
     g.add_argument("--epochs", type=_non_negative, help="epochs at the initial rate (default 10)")
     g.add_argument("--epochs-decay", type=_non_negative, help="then epochs of linear decay to 0 (default 10)")
-    g.add_argument("--batch-size", type=_positive, help="images per step and process (default 4)")
+    g.add_argument("--batch-size", type=_positive, help="images per step (default 4; see --ddp-recipe)")
     g = p.add_argument_group("run")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its state.pt")
     g.add_argument("--max-iters", type=_non_negative, default=0, help="stop after N iterations (checkpointed)")
@@ -63,8 +65,8 @@ def add_distill_arguments(p: argparse.ArgumentParser) -> None:
                    help="also checkpoint every N iterations (default: only at the end of each epoch)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--threads", type=_positive, help="torch threads per process (default: torch's choice)")
-    g.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    g.add_argument("--nproc", type=_positive, default=1, help="DDP processes to spawn on this machine (default 1)")
+    add_device_arguments(g)
+    add_process_arguments(g)
     g.add_argument("--samples", type=_non_negative, default=4, help="images per epoch sample grid (default 4)")
     g = p.add_argument_group("evaluation (written to RUN/evaluation.json)")
     g.add_argument("--holdout", type=Path, default=DEMO_CLIP,
@@ -82,9 +84,10 @@ def distill_options(args: argparse.Namespace, progress: bool = True) -> TrainOpt
         model=ModelOptions(model="distill", ngf=args.ngf, n_blocks=args.n_blocks, ndf=args.ndf,
                            n_layers_d=args.n_layers_d),
         optim=OptimOptions(lr=args.lr, epochs=args.epochs, epochs_decay=args.epochs_decay, batch_size=args.batch_size),
-        run=RunOptions(out=args.out, resume=args.resume, save_every_iters=args.save_every_iters,
-                       max_iters=args.max_iters, seed=args.seed, threads=args.threads, device=args.device,
-                       nproc=args.nproc, progress=progress, samples=args.samples),
+        run=TrainRunOptions(out=args.out, resume=args.resume, save_every_iters=args.save_every_iters,
+                            max_iters=args.max_iters, seed=args.seed, threads=args.threads, device=args.device,
+                            deterministic=args.deterministic, nproc=args.nproc, ddp_recipe=args.ddp_recipe,
+                            progress=progress, samples=args.samples),
         distill=DistillOptions(teacher=args.teacher, arch=args.arch, lambda_recon=args.lambda_recon,
                                lambda_feat=args.lambda_feat, lambda_gan=args.lambda_gan,
                                feat_layers=args.feat_layers, init=args.init),

@@ -5,6 +5,10 @@ under torchrun, joins the process group torchrun describes); each runs :func:`ru
 restore ``state.pt`` when resuming, then iterate.  Only rank 0 writes files.  Checkpoints happen at
 every epoch end, every ``save_every_iters`` iterations and at ``max_iters``; each one writes the model
 files and then ``state.pt``, every file atomically.
+
+Rank 0 logs where it trains (``training on cuda:0 (NVIDIA ...)`` / ``training on cpu (N threads)``)
+and how the batches fall across the processes (``N processes × batch B = effective batch N·B, S steps
+per epoch``; ``--ddp-recipe`` chooses between B = --batch-size and B = --batch-size / N).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -33,7 +37,22 @@ from tqdm import tqdm
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.media.images import save_rgb
 from cyclestream.trainer.data import ResumableSampler
-from cyclestream.trainer.options import TrainingError, TrainOptions, changed_fields
+from cyclestream.trainer.device import (
+    describe_device,
+    deterministic_mode,
+    environment,
+    explain_resume,
+    resolve_device,
+    set_cublas_workspace,
+    use_deterministic_padding,
+)
+from cyclestream.trainer.options import (
+    TrainingError,
+    TrainOptions,
+    changed_fields,
+    per_process_batch,
+    plan_batches,
+)
 from cyclestream.trainer.plot import write_loss_curves
 from cyclestream.trainer.state import (
     STATE_FILE,
@@ -81,6 +100,14 @@ def build_task(options: TrainOptions, runtime: Runtime) -> Task:
     from cyclestream.trainer.dcgan import DCGANTask
 
     return DCGANTask(options, runtime)
+
+
+def with_device(options: TrainOptions) -> TrainOptions:
+    """``options`` with ``--device auto`` replaced by the device it stands for here."""
+    device = resolve_device(options.run.device)
+    if device == options.run.device:
+        return options
+    return replace(options, run=replace(options.run, device=device))
 
 
 def seed_everything(seed: int) -> None:
@@ -145,6 +172,9 @@ def spawn(options: TrainOptions) -> TrainResult:
     import torch.multiprocessing as mp
 
     nproc = options.run.nproc
+    per_process_batch(int(options.optim.batch_size or 1), nproc, options.run.ddp_recipe)  # fails here, not in N workers
+    if options.run.deterministic:
+        set_cublas_workspace()  # inherited by the workers, before any of them starts CUDA
     try:
         mp.spawn(_spawned_worker, args=(options, nproc, _free_port()), nprocs=nproc, join=True)
     except mp.ProcessRaisedException as e:
@@ -164,7 +194,7 @@ def train(options: TrainOptions, on_iteration: Callable[[int], None] | None = No
     ``on_iteration(n)`` is called after iteration ``n`` (and its checkpoint, if any) in this process.
     ``finish_on_interrupt``: a Ctrl-C (SIGINT) in a one-process run ends it after the current iteration
     with a checkpoint (``finished`` False) instead of raising; a second Ctrl-C raises at once."""
-    options = options.resolved()
+    options = with_device(options).resolved()
     if options.run.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         if on_iteration is not None:
             raise TrainingError("on_iteration callbacks cannot cross into spawned processes")
@@ -207,9 +237,11 @@ class Checkpointer:
         self.task, self.options, self.runtime = task, options, runtime
         self.run_dir = options.run.out
         self.files: list[Path] = []
+        self.environment = environment(runtime.device, options.run.deterministic)
 
     def save(self, position: Position) -> None:
-        batch_size = int(self.options.optim.batch_size or 1)
+        batch_size = per_process_batch(int(self.options.optim.batch_size or 1), self.runtime.world_size,
+                                       self.options.run.ddp_recipe)
         sampler = {"seed": self.options.run.seed, "epoch": position.epoch, "rank": self.runtime.rank,
                    "num_replicas": self.runtime.world_size, "samples_done": position.epoch_iter * batch_size}
         rank_state = {"rng": capture_rng(), "sampler": sampler, **self.task.rank_state()}
@@ -232,6 +264,7 @@ class Checkpointer:
         save_state(self.run_dir / STATE_FILE, {
             "options": self.options.to_dict(),
             "world_size": self.runtime.world_size,
+            "environment": self.environment,
             "position": position.to_dict(),
             "task": self.task.state_dict(),
             "ranks": ranks,
@@ -240,7 +273,9 @@ class Checkpointer:
 
 
 def _restore(task: Task, options: TrainOptions, runtime: Runtime) -> tuple[Position, dict[str, Any] | None]:
-    """Load ``state.pt`` into the task (when resuming); returns the position and this rank's state."""
+    """Load ``state.pt`` into the task (when resuming); returns the position and this rank's state.
+    Rank 0 warns when the resume cannot be bit for bit (another device, GPU, torch; CUDA without
+    --deterministic)."""
     path = options.run.out / STATE_FILE
     if not options.run.resume:
         if path.exists():
@@ -259,6 +294,9 @@ def _restore(task: Task, options: TrainOptions, runtime: Runtime) -> tuple[Posit
         raise TrainingError(f"the run stopped mid-epoch with {state['world_size']} processes; resume it with "
                             f"the same number (got {runtime.world_size})")
     task.load_state_dict(state["task"])
+    warning = explain_resume(state.get("environment"), environment(runtime.device, options.run.deterministic))
+    if warning and runtime.is_main:
+        log.warning(warning)
     ranks = state["ranks"]
     return position, (ranks[runtime.rank] if runtime.rank < len(ranks) else None)
 
@@ -305,14 +343,26 @@ class StopRequest:
 def run(options: TrainOptions, on_iteration: Callable[[int], None] | None = None,
         finish_on_interrupt: bool = False) -> TrainResult:
     """Train in this process (one rank of a DDP group when WORLD_SIZE > 1)."""
-    options = options.resolved()
+    options = with_device(options).resolved()
+    with deterministic_mode(options.run.deterministic):  # before CUDA starts: it sets cuBLAS's workspace
+        return _run(options, on_iteration, finish_on_interrupt)
+
+
+def _run(options: TrainOptions, on_iteration: Callable[[int], None] | None, finish_on_interrupt: bool) -> TrainResult:
     runtime, created_group = setup_distributed(options.run.device)
     runlog: RunLog | None = None
     try:
+        per_process_batch(int(options.optim.batch_size or 1), runtime.world_size, options.run.ddp_recipe)
         if options.run.threads:
             torch.set_num_threads(options.run.threads)
+        if runtime.is_main:
+            log.info("training on %s%s", describe_device(runtime.device, runtime.world_size),
+                     ", deterministic algorithms only" if options.run.deterministic else "")
         seed_everything(options.run.seed)  # the same initial weights on every rank
         task = build_task(options, runtime)
+        if options.run.deterministic and runtime.device.type == "cuda":
+            for net in task.nets.values():
+                use_deterministic_padding(net)
         position, rank_state = _restore(task, options, runtime)
         task.wrap()
         # Each rank its own stream (dropout, noise), then exactly the stream of the checkpoint if resuming.
@@ -343,8 +393,12 @@ def _iterate(task: Task, options: TrainOptions, runtime: Runtime, position: Posi
              runlog: RunLog | None, on_iteration: Callable[[int], None] | None,
              stop: StopRequest | None = None) -> bool:
     """The epochs; advances ``position`` in place.  True when every epoch is done."""
-    run, batch_size = options.run, int(options.optim.batch_size or 1)
-    total = options.total_epochs
+    run, total = options.run, options.total_epochs
+    plan = plan_batches(len(task.dataset), int(options.optim.batch_size or 1),  # type: ignore[arg-type]
+                        runtime.world_size, run.ddp_recipe)
+    batch_size = plan.per_process
+    if runtime.is_main:
+        log.info("%s", plan.describe())
     sampler = ResumableSampler(task.dataset, runtime.world_size, runtime.rank, run.seed)
     show = runtime.is_main and run.progress
     while position.epoch < total:

@@ -31,7 +31,10 @@ class ImagePool:
     probability 1/2, a stored image (replaced by the new one), else the new image.
 
     It draws from its own generator so its choices are saved and restored with the training state
-    (``state_dict``/``load_state_dict``: tensors and ints only)."""
+    (``state_dict``/``load_state_dict``: tensors and ints only).  Its draws are the official pool's,
+    made from that generator: ``random.uniform(0, 1)`` is one ``torch.rand(())`` and
+    ``random.randint(0, size - 1)`` one ``torch.randint(0, size, ())``, in the same order (the check
+    against the official step, tests/trainer/test_train_objective.py, replays them so)."""
 
     def __init__(self, size: int, seed: int) -> None:
         self.size = size

@@ -74,9 +74,16 @@ class OptimOptions:
     batch_size: int | None = None  # 1 (cyclegan, pix2pix), 128 (dcgan)
 
 
+DDPRecipe = Literal["scaled", "official"]
+DDP_RECIPES: tuple[str, ...] = ("scaled", "official")
+DEVICE_HELP = "auto (cuda when torch sees a GPU, else cpu), cpu, cuda or cuda:N"
+
+
 @dataclass(frozen=True)
-class RunOptions:
-    """Where and how the run executes; none of these change the trained weights (except seed)."""
+class TrainRunOptions:
+    """How and where one training run executes: its folder, checkpoints and resuming, seed, device and
+    determinism, processes.  None of these change the objective; the seed, ``ddp_recipe`` (with several
+    processes) and the device decide which weights come out."""
 
     out: Path = Path("runs/train")
     resume: bool = False
@@ -84,9 +91,11 @@ class RunOptions:
     max_iters: int = 0  # stop (after checkpointing) once this many iterations are done; 0: no limit
     seed: int = 0
     threads: int | None = None  # torch.set_num_threads per process
-    device: str = "cpu"  # cpu, cuda, cuda:N (with several processes each takes cuda:LOCAL_RANK)
+    device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda, cuda:N (DDP: each rank cuda:LOCAL_RANK)
+    deterministic: bool = False  # deterministic algorithms, cuDNN and cuBLAS settings (bit-for-bit resume on CUDA)
     amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision (CUDA only)
     nproc: int = 1  # processes to spawn for DDP (torchrun sets its own)
+    ddp_recipe: DDPRecipe = "scaled"  # scaled: --batch-size per process; official: --batch-size split across them
     progress: bool = True
     samples: int = 4  # images in each epoch's sample grid
 
@@ -106,11 +115,11 @@ class DistillOptions:
 
 
 # Fields that may differ between a run and its --resume (paths, and how the run executes; a different device,
-# precision or process count resumes correctly but not bit for bit).
+# precision, determinism or process count resumes correctly but not bit for bit).
 RESUMABLE_CHANGES = frozenset(
     {"run.out", "run.resume", "run.save_every_iters", "run.max_iters", "run.threads", "run.progress",
-     "run.nproc", "run.samples", "run.device", "run.amp", "data.workers", "data.data_a", "data.data_b",
-     "data.dataroot", "data.data", "distill.teacher"}  # distill checks the teacher's hash itself
+     "run.nproc", "run.samples", "run.device", "run.amp", "run.deterministic", "data.workers", "data.data_a",
+     "data.data_b", "data.dataroot", "data.data", "distill.teacher"}  # distill checks the teacher's hash itself
 )
 
 _DEFAULTS: dict[str, dict[str, Any]] = {
@@ -130,7 +139,7 @@ class TrainOptions:
     data: DataOptions = field(default_factory=DataOptions)
     model: ModelOptions = field(default_factory=ModelOptions)
     optim: OptimOptions = field(default_factory=OptimOptions)
-    run: RunOptions = field(default_factory=RunOptions)
+    run: TrainRunOptions = field(default_factory=TrainRunOptions)
     distill: DistillOptions = field(default_factory=DistillOptions)
 
     @property
@@ -181,7 +190,10 @@ class TrainOptions:
             (optim.lr > 0, "--lr must be positive"),
             (run.save_every_iters >= 0 and run.max_iters >= 0, "--save-every-iters/--max-iters must be >= 0"),
             (run.nproc >= 1, "--nproc must be at least 1"),
-            (run.amp == "none" or run.device.startswith("cuda"), f"--amp {run.amp} needs --device cuda"),
+            (_valid_device(run.device), f"--device {run.device}: expected {DEVICE_HELP}"),
+            (run.amp == "none" or run.device == "auto" or run.device.startswith("cuda"),
+             f"--amp {run.amp} needs a CUDA device (training on {run.device})"),
+            (run.ddp_recipe in DDP_RECIPES, f"--ddp-recipe {run.ddp_recipe}: expected {' or '.join(DDP_RECIPES)}"),
             (model.pool_size is None or model.pool_size >= 0, "--pool-size must not be negative"),
         ]
         for ok, message in checks:
@@ -219,6 +231,63 @@ class TrainOptions:
             return value
 
         return clean(asdict(self))
+
+
+def _valid_device(device: str) -> bool:
+    kind, _, index = device.partition(":")
+    if kind == "cuda" and index:
+        return index.isdigit()
+    return device in ("auto", "cpu", "cuda")
+
+
+# ----------------------------------------------------------------------------- batches across processes
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How a run's batches fall across its DDP processes: ``processes`` × ``per_process`` images per
+    step (the effective batch), ``steps_per_epoch`` optimiser steps per epoch."""
+
+    processes: int
+    per_process: int
+    steps_per_epoch: int
+    recipe: str = "scaled"
+
+    @property
+    def effective(self) -> int:
+        return self.processes * self.per_process
+
+    def describe(self) -> str:
+        n = self.processes
+        line = (f"{n} process{'es' if n > 1 else ''} × batch {self.per_process} = effective batch {self.effective}, "
+                f"{self.steps_per_epoch} steps per epoch")
+        if n > 1 and self.recipe == "scaled":
+            line += (f" (--ddp-recipe scaled: {n}× the batch and 1/{n} of the steps of one process at the same --lr; "
+                     f"--ddp-recipe official keeps the effective batch at --batch-size)")
+        elif n > 1:
+            line += " (--ddp-recipe official: --batch-size split across the processes, as one process would train)"
+        return line
+
+
+def per_process_batch(batch_size: int, processes: int, recipe: str) -> int:
+    """Images each DDP process takes per step: ``batch_size`` (``scaled``), or ``batch_size / processes``
+    (``official``, which keeps the effective batch at ``batch_size``; a TrainingError when it does not divide)."""
+    if recipe == "scaled" or processes <= 1:
+        return batch_size
+    if batch_size % processes:
+        raise TrainingError(
+            f"--ddp-recipe official splits --batch-size {batch_size} across {processes} processes, so it must be a "
+            f"multiple of {processes}; change --batch-size or --nproc, or use --ddp-recipe scaled (each process "
+            f"takes --batch-size images: an effective batch of {processes * batch_size})")
+    return batch_size // processes
+
+
+def plan_batches(samples: int, batch_size: int, processes: int, recipe: str) -> BatchPlan:
+    """The plan for an epoch of ``samples`` samples (DistributedSampler's rule: each process gets
+    ceil(samples / processes) of them, padded by repeating; the last batch may be short)."""
+    per = per_process_batch(batch_size, processes, recipe)
+    share = math.ceil(samples / max(1, processes))
+    return BatchPlan(processes, per, math.ceil(share / per), recipe)
 
 
 def _check_distill(options: TrainOptions) -> None:
@@ -316,7 +385,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--beta2", type=float, default=0.999, help="Adam β2 (default 0.999)")
     g.add_argument("--epochs", type=_non_negative, help="epochs at the initial rate (default 100; dcgan 25)")
     g.add_argument("--epochs-decay", type=_non_negative, help="then epochs of linear decay to 0 (default 100)")
-    g.add_argument("--batch-size", type=_positive, help="images per step and process (default 1; dcgan 128)")
+    g.add_argument("--batch-size", type=_positive,
+                   help="images per step (default 1; dcgan 128); with several processes see --ddp-recipe")
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, required=True, help="run folder: model files, state.pt, samples, logs")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its state.pt")
@@ -325,10 +395,28 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-iters", type=_non_negative, default=0, help="stop after N iterations (checkpointed)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--threads", type=_positive, help="torch threads per process (default: torch's choice)")
-    g.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    add_device_arguments(g)
     g.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="mixed precision on CUDA")
-    g.add_argument("--nproc", type=_positive, default=1, help="DDP processes to spawn on this machine (default 1)")
+    add_process_arguments(g)
     g.add_argument("--samples", type=_non_negative, default=4, help="images per epoch sample grid (default 4)")
+
+
+def add_device_arguments(g: Any) -> None:
+    """``--device`` and ``--deterministic`` (train and distill)."""
+    g.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default auto; the log says which is used)")
+    g.add_argument("--deterministic", action="store_true",
+                   help="deterministic algorithms only (cuDNN, cuBLAS workspace): on CUDA a resumed run is then bit "
+                        "for bit the uninterrupted one, on the same GPU model, driver and torch (CPU runs always are)")
+
+
+def add_process_arguments(g: Any) -> None:
+    """``--nproc`` and ``--ddp-recipe`` (train and distill)."""
+    g.add_argument("--nproc", type=_positive, default=1, help="DDP processes to spawn on this machine (default 1)")
+    g.add_argument("--ddp-recipe", choices=DDP_RECIPES, default="scaled",
+                   help="with several processes: scaled (default) gives each process --batch-size images, an "
+                        "effective batch of N × --batch-size and N× fewer steps per epoch at the same --lr; "
+                        "official splits --batch-size across the processes (it must divide), so the effective "
+                        "batch and the steps per epoch are those of one process")
 
 
 def options_from_args(args: argparse.Namespace, progress: bool = True) -> TrainOptions:
@@ -341,5 +429,5 @@ def options_from_args(args: argparse.Namespace, progress: bool = True) -> TrainO
         data=take(DataOptions),
         model=take(ModelOptions),
         optim=take(OptimOptions),
-        run=take(RunOptions, progress=progress and not getattr(args, "quiet", False)),
+        run=take(TrainRunOptions, progress=progress and not getattr(args, "quiet", False)),
     )

@@ -2,7 +2,8 @@
 
 The step is the official ``Pix2PixModel.optimize_parameters``: G makes fake B from real A; D is
 updated on (A, fake B) versus (A, real B) pairs concatenated along channels; then G on the GAN loss
-through the frozen D plus λ·L1(fake B, real B), λ = 100.
+through the frozen D plus λ·L1(fake B, real B), λ = 100.  The fake pairs D sees come through an
+image pool when ``--pool-size`` asks for one (the official default for pix2pix is none).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from cyclestream.engine.checkpoint import save_model
 from cyclestream.engine.models import build_generator
 from cyclestream.trainer.cyclegan import generator_spec
 from cyclestream.trainer.data import AlignedDataset, scan_images
-from cyclestream.trainer.losses import GANLoss
+from cyclestream.trainer.losses import GANLoss, ImagePool
 from cyclestream.trainer.networks import NLayerDiscriminator, init_weights, set_requires_grad
 from cyclestream.trainer.options import TrainOptions
 from cyclestream.trainer.plot import grid
@@ -45,6 +46,8 @@ class Pix2PixTask(Task):
         self.add_optimizer("G", ["G"])
         self.add_optimizer("D", ["D"])
         self.gan = GANLoss(m.gan_mode or "vanilla")
+        if m.pool_size:
+            self.pools = {"fake_AB": ImagePool(int(m.pool_size), options.run.seed * 1000 + runtime.rank * 2)}
 
     def step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         batch = self.to_device(batch)
@@ -55,8 +58,11 @@ class Pix2PixTask(Task):
 
         set_requires_grad([plain_d], True)
         self.optimizers["D"].zero_grad(set_to_none=True)
+        fake_ab = torch.cat([real_a, fake_b.detach()], 1)
+        if "fake_AB" in self.pools:
+            fake_ab = self.pools["fake_AB"].query(fake_ab)
         with self.autocast():
-            loss_d_fake = self.gan(d(torch.cat([real_a, fake_b.detach()], 1)), False)
+            loss_d_fake = self.gan(d(fake_ab), False)
             loss_d_real = self.gan(d(torch.cat([real_a, real_b], 1)), True)
         self.backward("D", (loss_d_fake + loss_d_real) * 0.5)
         self.update("D")

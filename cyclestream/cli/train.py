@@ -99,8 +99,9 @@ def _add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train CycleGAN (unpaired A/B folders), pix2pix or DCGAN; --resume continues",
                        description="Train a model; the run folder (--out) gets G_A/G_B.safetensors (what translate "
                                    "--model loads), state.pt (for --resume), samples/, log.jsonl and losses.png. "
+                                   "It trains on CUDA when torch sees a GPU (--device), and says so. "
                                    "Several processes: --nproc N, or torchrun --standalone --nproc_per_node=N "
-                                   "-m cyclestream.trainer ...")
+                                   "-m cyclestream.trainer ... (see --ddp-recipe for how --batch-size is shared)")
     add_train_arguments(p)
     p.set_defaults(func=_cmd_train)
 

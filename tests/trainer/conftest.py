@@ -1,46 +1,18 @@
-"""Fixtures for the trainer tests: tiny synthetic image folders and tiny training options."""
+"""Fixtures for the trainer tests: tiny synthetic image folders, tiny training options for each model
+system, and the command-line flags of a tiny run.  Every run here is on the CPU (also where CUDA is), so
+the bit-for-bit checks hold everywhere; the GPU tests ask for CUDA themselves."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from PIL import Image
 
-from cyclestream.trainer.options import DataOptions, ModelOptions, OptimOptions, RunOptions, TrainOptions
-
-
-def squares(folder: Path, count: int, size: int = 24, inverted: bool = False, seed: int = 0) -> Path:
-    """``count`` PNGs: a solid coloured square on white (or the colour-inverted image)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    for i in range(count):
-        colour = tuple(rng.randrange(256) for _ in range(3))
-        im = Image.new("RGB", (size, size), (255, 255, 255))
-        lo = rng.randrange(1, size // 4)
-        im.paste(colour, (lo, lo, size - lo, size - lo))
-        if inverted:
-            im = Image.eval(im, lambda v: 255 - v)
-        im.save(folder / f"{i:03d}.png")
-    return folder
-
-
-def aligned(folder: Path, count: int, size: int = 32, seed: int = 0) -> Path:
-    """pix2pix-style A|B images: a square on the left, its inverted image on the right."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = squares(folder / ".src", count, size, seed=seed)
-    for i, path in enumerate(sorted(tmp.glob("*.png"))):
-        a = Image.open(path).convert("RGB")
-        ab = Image.new("RGB", (2 * size, size))
-        ab.paste(a, (0, 0))
-        ab.paste(Image.eval(a, lambda v: 255 - v), (size, 0))
-        ab.save(folder / f"{i:03d}.png")
-    return folder
+from cyclestream.trainer.options import DataOptions, ModelOptions, OptimOptions, TrainOptions
+from tests.trainer.helpers import aligned, override, quiet_run, squares
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +26,7 @@ def _few_threads() -> Any:
 
 @pytest.fixture
 def draw() -> Any:
-    """The image writers above, for tests that need their own folders: ``draw.squares(...)``."""
+    """The image writers of helpers.py, for tests that need their own folders: ``draw.squares(...)``."""
 
     class Draw:
         pass
@@ -72,8 +44,8 @@ def unpaired(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def tiny(tmp_path: Path, unpaired: tuple[Path, Path]) -> Callable[..., TrainOptions]:
-    """``tiny(out_name, **overrides)``: a seconds-long CycleGAN config (16 px, ngf 4, one block);
-    overrides are field names of any of the option groups."""
+    """``tiny(out_name, **overrides)``: a seconds-long CycleGAN config (16 px, ngf 4, one block, 6 images:
+    6 iterations an epoch, 2 + 1 epochs); overrides are field names of any of the option groups."""
 
     def make(out: str = "run", **overrides: Any) -> TrainOptions:
         a, b = unpaired
@@ -81,12 +53,58 @@ def tiny(tmp_path: Path, unpaired: tuple[Path, Path]) -> Callable[..., TrainOpti
             data=DataOptions(data_a=a, data_b=b, load_size=20, crop_size=16),
             model=ModelOptions(ngf=4, n_blocks=1, ndf=4, n_layers_d=2, pool_size=3),
             optim=OptimOptions(epochs=2, epochs_decay=1),
-            run=RunOptions(out=tmp_path / out, progress=False, threads=1, samples=2),
+            run=quiet_run(tmp_path / out, samples=2),
         )
-        groups = {"data": opts.data, "model": opts.model, "optim": opts.optim, "run": opts.run}
-        for key, value in overrides.items():
-            group = next(g for g, obj in groups.items() if hasattr(obj, key))
-            groups[group] = replace(groups[group], **{key: value})
-        return TrainOptions(**groups)
+        return override(opts, **overrides)
 
     return make
+
+
+@pytest.fixture
+def tiny_pix2pix(tmp_path: Path) -> Callable[..., TrainOptions]:
+    """``tiny_pix2pix(out_name, **overrides)``: pix2pix on 3 aligned 64 px pairs (U-Net of 6 levels, ngf 4,
+    batch norm, and dropout in its one middle level: the official U-Net has dropout in all but its outer 5;
+    3 iterations an epoch, 1 epoch)."""
+    data = aligned(tmp_path / "aligned", 3, size=64)
+
+    def make(out: str = "run", **overrides: Any) -> TrainOptions:
+        opts = TrainOptions(
+            data=DataOptions(data=data, load_size=72, crop_size=64, name_a="labels", name_b="photos"),
+            model=ModelOptions(model="pix2pix", ngf=4, ndf=4, n_layers_d=2),
+            optim=OptimOptions(epochs=1, epochs_decay=0),
+            run=quiet_run(tmp_path / out),
+        )
+        return override(opts, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def tiny_dcgan(tmp_path: Path) -> Callable[..., TrainOptions]:
+    """``tiny_dcgan(out_name, **overrides)``: DCGAN on 8 images of 16 px (nz 8, batch 4: 2 iterations an epoch)."""
+    data = squares(tmp_path / "faces", 8, size=20)
+
+    def make(out: str = "run", **overrides: Any) -> TrainOptions:
+        opts = TrainOptions(
+            data=DataOptions(data=data, crop_size=16),
+            model=ModelOptions(model="dcgan", ngf=4, ndf=4, nz=8),
+            optim=OptimOptions(epochs=1, batch_size=4),
+            run=quiet_run(tmp_path / out),
+        )
+        return override(opts, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def tiny_flags(unpaired: tuple[Path, Path]) -> Callable[[Path], list[str]]:
+    """``tiny_flags(out)``: the command-line flags of a tiny one-epoch CycleGAN run on ``unpaired``
+    (what ``cyclestream train`` and ``python -m cyclestream.trainer`` take)."""
+
+    def flags(out: Path) -> list[str]:
+        a, b = unpaired
+        return ["--data-a", str(a), "--data-b", str(b), "--out", str(out), "--ngf", "4", "--n-blocks", "1",
+                "--ndf", "4", "--n-layers-d", "2", "--load-size", "20", "--crop-size", "16", "--epochs", "1",
+                "--epochs-decay", "0", "--threads", "1", "--device", "cpu"]
+
+    return flags

@@ -31,11 +31,11 @@ from cyclestream.trainer.options import (
     DistillOptions,
     ModelOptions,
     OptimOptions,
-    RunOptions,
     TrainingError,
     TrainOptions,
 )
 from cyclestream.trainer.state import load_state
+from tests.trainer.helpers import quiet_run
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def options(out: Path, data: Path, teacher: Path, **run: object) -> TrainOptions
         data=DataOptions(data=data, load_size=20, crop_size=16),
         model=ModelOptions(model="distill", ngf=4, n_blocks=2, ndf=4, n_layers_d=1),
         optim=OptimOptions(epochs=1, epochs_decay=1, batch_size=2),  # 3 iterations an epoch
-        run=RunOptions(out=out, progress=False, threads=1, samples=2, **run),  # type: ignore[arg-type]
+        run=quiet_run(out, samples=2, **run),
         distill=DistillOptions(teacher=teacher, arch="mobile"),
     )
 
@@ -240,7 +240,7 @@ def test_init_starts_the_student_from_another_run(tmp_path: Path, images: Path, 
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert load_model(tmp_path / "second" / STUDENT_FILE).metadata["distillation"]["init_sha256"] == file_sha256(first)
     wide = TrainOptions(opts.data, ModelOptions(model="distill", ngf=8, n_blocks=2, ndf=4, n_layers_d=1), still,
-                        RunOptions(out=tmp_path / "third", progress=False), DistillOptions(teacher=teacher, init=first))
+                        quiet_run(tmp_path / "third"), DistillOptions(teacher=teacher, init=first))
     with pytest.raises(TrainingError, match=f"--init {first} is a mobile_resnet_2blocks \\(ngf 4\\)"):
         train(wide)
 
@@ -265,11 +265,11 @@ def test_bench_model_measures_a_student_against_the_official_generator(
     assert "official resnet_9blocks, eager fp32 batch 1, 64x64" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_two_ddp_processes_distil_in_step(tmp_path: Path, images: Path, teacher: Path) -> None:
     opts = options(tmp_path / "run", images, teacher)
     result = train(TrainOptions(opts.data, opts.model, OptimOptions(epochs=1, epochs_decay=0, batch_size=1),
-                                RunOptions(out=tmp_path / "run", progress=False, threads=1, samples=0, nproc=2),
-                                opts.distill))
+                                quiet_run(tmp_path / "run", samples=0, nproc=2), opts.distill))
     assert result.finished and result.position.iteration == 3  # 6 images, 2 ranks, batch 1
     state = load_state(tmp_path / "run" / "state.pt")
     assert state["world_size"] == 2 and len(set(state["rank_digests"])) == 1 and len(state["rank_digests"]) == 2
@@ -280,6 +280,7 @@ def test_two_ddp_processes_distil_in_step(tmp_path: Path, images: Path, teacher:
 ASSETS = Path(__file__).resolve().parents[2] / "cyclestream" / "assets"
 
 
+@pytest.mark.slow
 def test_the_shipped_student_is_distilled_from_the_bundled_model() -> None:
     student = load_model(ASSETS / "student_model.safetensors")
     d = student.metadata["distillation"]

@@ -1,4 +1,5 @@
-"""DistributedDataParallel on CPU (gloo) with two processes: ranks stay in sync, rank 0 writes."""
+"""DistributedDataParallel on CPU (gloo) with two processes: ranks stay in sync, rank 0 writes; how the
+batches fall across the processes (--ddp-recipe scaled | official)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cyclestream.trainer.loop import _failure_line, train
-from cyclestream.trainer.options import TrainOptions
+from cyclestream.trainer.options import TrainingError, TrainOptions, per_process_batch, plan_batches
 from cyclestream.trainer.plot import read_log
 from cyclestream.trainer.state import load_state
 
@@ -30,24 +31,54 @@ def _check_run(run: Path, iterations: int) -> None:
 
 @pytest.mark.slow
 def test_two_spawned_ranks(tiny: Callable[..., TrainOptions]) -> None:
-    # 6 images over 2 ranks: 3 iterations per epoch, 2 epochs; a mid-epoch checkpoint gathers both ranks.
-    result = train(tiny("ddp", nproc=2, epochs=1, epochs_decay=1, save_every_iters=2))
+    # --ddp-recipe official with --batch-size 2: one image per rank and step, so 6 images make 3 steps per
+    # epoch, as one process with batch 2 would; 2 epochs; a mid-epoch checkpoint gathers both ranks.
+    result = train(tiny("ddp", nproc=2, epochs=1, epochs_decay=1, save_every_iters=2, batch_size=2,
+                        ddp_recipe="official"))
     assert result.finished and result.position.iteration == 6
     _check_run(result.run_dir, 6)
 
 
 @pytest.mark.slow
-def test_torchrun(tmp_path: Path, unpaired: tuple[Path, Path]) -> None:
+def test_torchrun(tmp_path: Path, tiny_flags: Callable[[Path], list[str]]) -> None:
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "cyclestream.trainer", "-q", "--data-a", str(unpaired[0]), "--data-b", str(unpaired[1]),
-           "--out", str(out), "--ngf", "4", "--n-blocks", "1", "--ndf", "4", "--n-layers-d", "2",
-           "--load-size", "20", "--crop-size", "16", "--epochs", "1", "--epochs-decay", "0", "--threads", "1"]
+           "-m", "cyclestream.trainer", "-q", *tiny_flags(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("finished at iteration 3") == 1  # printed by rank 0 only
+    # --ddp-recipe scaled (the default): each rank takes --batch-size 1, and rank 0 says what that makes.
+    assert done.stderr.count("2 processes × batch 1 = effective batch 2, 3 steps per epoch") == 1
+    assert done.stderr.count("training on cpu (1 thread in each of 2 processes)") == 1
     _check_run(out, 3)
+
+
+def test_batches_across_processes() -> None:
+    # scaled: each process takes --batch-size; 286 images on 4 processes → 72 each (padded), 18 steps of 4.
+    plan = plan_batches(286, 4, 4, "scaled")
+    assert (plan.per_process, plan.effective, plan.steps_per_epoch) == (4, 16, 18)
+    assert plan.describe().startswith("4 processes × batch 4 = effective batch 16, 18 steps per epoch "
+                                      "(--ddp-recipe scaled: 4× the batch and 1/4 of the steps")
+    # official: --batch-size split across them; effective batch and steps as one process: ceil(286 / 4) = 72.
+    plan = plan_batches(286, 4, 4, "official")
+    assert (plan.per_process, plan.effective, plan.steps_per_epoch) == (1, 4, 72)
+    assert plan_batches(286, 4, 1, "scaled").steps_per_epoch == 72
+    one = plan_batches(6, 1, 1, "official")
+    assert one.describe() == "1 process × batch 1 = effective batch 1, 6 steps per epoch"
+    assert per_process_batch(1, 1, "official") == 1 and per_process_batch(3, 2, "scaled") == 3
+    with pytest.raises(TrainingError, match=r"splits --batch-size 3 across 2 processes, so it must be a multiple "
+                                            r"of 2.*--ddp-recipe scaled \(each process takes --batch-size images: "
+                                            r"an effective batch of 6\)"):
+        per_process_batch(3, 2, "official")
+
+
+def test_one_process_logs_its_device_and_batches(tiny: Callable[..., TrainOptions],
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="cyclestream.trainer"):
+        train(tiny("run", epochs=1, epochs_decay=0, max_iters=1))
+    assert "training on cpu (1 thread)" in caplog.messages
+    assert "1 process × batch 1 = effective batch 1, 6 steps per epoch" in caplog.messages
 
 
 def test_worker_failures_become_one_line() -> None:
