@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from cyclestream.engine.atomic import atomic_output
-from cyclestream.engine.errors import CheckpointError
+from cyclestream.engine.errors import CheckpointError, first_line
 
 STATE_FILE = "state.pt"
 FORMAT = 1
@@ -104,8 +104,7 @@ def load_state(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(f"no training state at {path}") from None
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"{path} is not a readable training state ({first})") from None
+        raise CheckpointError(f"{path} is not a readable training state ({first_line(e)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "position" not in state:
         raise CheckpointError(f"{path} is not a cyclestream training state (format {FORMAT})")
     return state

@@ -5,12 +5,16 @@ Tests, benchmarks and the live-stream sender use these instead of downloaded med
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+
+from cyclestream.engine.errors import MediaError
 
 
 def synthetic_frame(index: int, width: int, height: int) -> np.ndarray:
@@ -68,16 +72,72 @@ def write_clip(
 
 
 def _write_tone(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream, seconds: float) -> None:
-    rate, chunk = 48000, 1024
-    total = int(rate * seconds)
-    t = np.arange(total) / rate
+    rate = 48000
+    t = np.arange(int(rate * seconds)) / rate
     tone = (0.2 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
-    for start in range(0, total, chunk):
-        samples = np.stack([tone[start : start + chunk]] * 2)
-        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
-        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+    for frame in audio_frames(np.stack([tone, tone]), rate):
         out.mux(stream.encode(frame))
     out.mux(stream.encode(None))
+
+
+def audio_frames(samples: np.ndarray, sample_rate: int, step: int = 1024) -> Iterator[av.AudioFrame]:
+    """(2, samples) float32 stereo → planar float audio frames of ``step`` samples, pts in samples."""
+    for start in range(0, samples.shape[1], step):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start : start + step]),
+                                           format="fltp", layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = sample_rate, start, Fraction(1, sample_rate)
+        yield frame
+
+
+def encode_rgb_clip(
+    path: str | os.PathLike[str],
+    frames: Iterable[np.ndarray],
+    fps: int,
+    *,
+    crf: int = 18,
+    preset: str = "medium",
+    tune: str | None = None,
+    audio: np.ndarray | None = None,
+    sample_rate: int = 48000,
+    label: str = "the clip",
+) -> int:
+    """H.264 (yuv420p) from RGB frames, with (2, samples) float32 stereo AAC interleaved (audio is muxed
+    up to each video frame's time), as an MP4 with the index first; returns the frames written."""
+    rgb_frames = iter(frames)
+    first = next(rgb_frames, None)
+    if first is None:
+        raise MediaError(f"cannot encode {label}: no frames")
+    container = av.open(str(path), mode="w", options={"movflags": "+faststart"})
+    try:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = first.shape[1], first.shape[0], "yuv420p"
+        video.codec_context.options = {"crf": str(crf), "preset": preset, **({"tune": tune} if tune else {})}
+        sound = None
+        if audio is not None:
+            sound = container.add_stream("aac", rate=sample_rate, layout="stereo")
+            sound.bit_rate = 64_000
+        pending_audio = audio_frames(audio, sample_rate) if audio is not None else iter(())
+        pending = next(pending_audio, None)
+        count = 0
+        for i, rgb in enumerate(itertools.chain([first], rgb_frames)):
+            while sound is not None and pending is not None and pending.pts <= (i + 1) * sample_rate / fps:
+                container.mux(sound.encode(pending))
+                pending = next(pending_audio, None)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            container.mux(video.encode(frame))
+            count += 1
+        while sound is not None and pending is not None:
+            container.mux(sound.encode(pending))
+            pending = next(pending_audio, None)
+        container.mux(video.encode(None))
+        if sound is not None:
+            container.mux(sound.encode(None))
+    except av.error.FFmpegError as e:
+        raise MediaError(f"cannot encode {label}: {e}") from None
+    finally:
+        container.close()
+    return count
 
 
 def make_test_clip(folder: str | os.PathLike[str], name: str = "clip.mp4", **kwargs: object) -> Path:

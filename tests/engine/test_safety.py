@@ -102,7 +102,7 @@ def test_sigterm_and_sighup_clean_up_like_ctrl_c(
 
 @pytest.mark.slow
 def test_sigterm_stops_training_like_ctrl_c(tmp_path: Path) -> None:
-    from tests.trainer.conftest import squares
+    from tests.trainer.helpers import squares
 
     a, b, out = squares(tmp_path / "A", 6), squares(tmp_path / "B", 6, inverted=True), tmp_path / "run"
     proc = subprocess.Popen(

@@ -16,12 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
 
 from cyclestream.engine.atomic import atomic_output
-from cyclestream.engine.errors import MediaError
+from cyclestream.engine.media.synthetic import encode_rgb_clip
 from cyclestream.trainer.datasets import DatasetError
 from cyclestream.trainer.datasets.emoji import crop_content, make_style
 
@@ -132,46 +131,12 @@ def chord(seconds: float, sample_rate: int) -> np.ndarray:
     return stereo.astype(np.float32)
 
 
-def _audio_frames(samples: np.ndarray, sample_rate: int, step: int = 1024) -> Iterator[av.AudioFrame]:
-    for start in range(0, samples.shape[1], step):
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start : start + step]),
-                                           format="fltp", layout="stereo")
-        frame.sample_rate, frame.pts = sample_rate, start
-        yield frame
-
-
 def _encode(path: Path, options: DemoClipOptions) -> int:
-    """Encode video and audio interleaved (audio is muxed up to each video frame's time)."""
-    width, height = options.size
-    container = av.open(str(path), mode="w", options={"movflags": "+faststart"})
-    try:
-        video = container.add_stream("libx264", rate=options.fps)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.codec_context.options = {"crf": str(options.crf), "preset": "slow", "tune": "animation"}
-        audio = container.add_stream("aac", rate=options.sample_rate, layout="stereo")
-        audio.bit_rate = 64_000
-        rate = options.sample_rate
-        sound = _audio_frames(chord(options.frame_count / options.fps, rate), rate)
-        pending = next(sound, None)
-        frames = 0
-        for i, rgb in enumerate(render_frames(options)):
-            while pending is not None and pending.pts <= (i + 1) * options.sample_rate / options.fps:
-                container.mux(audio.encode(pending))
-                pending = next(sound, None)
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            container.mux(video.encode(frame))
-            frames += 1
-        while pending is not None:
-            container.mux(audio.encode(pending))
-            pending = next(sound, None)
-        container.mux(video.encode(None))
-        container.mux(audio.encode(None))
-    except av.error.FFmpegError as e:
-        raise MediaError(f"cannot encode the demo clip: {e}") from None
-    finally:
-        container.close()
-    return frames
+    sound = chord(options.frame_count / options.fps, options.sample_rate)
+    return encode_rgb_clip(
+        path, render_frames(options), options.fps, crf=options.crf, preset="slow", tune="animation",
+        audio=sound, sample_rate=options.sample_rate, label="the demo clip",
+    )
 
 
 def make_demo_clip(out: str | os.PathLike[str], options: DemoClipOptions | None = None) -> DemoClipReport:
