@@ -56,8 +56,8 @@ CRF = int_in(0, 63)  # the widest encoder range (vpx, AV1); x264/x265 (0-51) are
 # ----------------------------------------------------------------------------- shared option groups
 
 
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    """How to run the model (translate, demo, stream, bench)."""
+def add_run_options(p: argparse.ArgumentParser, size_help: str | None = None) -> None:
+    """How to run the model (translate, demo, stream, bench, serve); ``size_help`` where --size has a default."""
     g = p.add_argument_group("model execution")
     from cyclestream.engine.backends import BACKEND_NAMES, backends_help  # no backend library is imported
 
@@ -65,7 +65,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     g.add_argument("--batch-size", type=positive_int, default=1, help="frames per model call (default 1)")
-    g.add_argument("--size", type=parse_size, help="scale frames to WxH first (default: keep their size)")
+    g.add_argument("--size", type=parse_size, help=size_help or "scale frames to WxH first (default: keep their size)")
     g.add_argument("--kernels", default="auto", choices=["auto", "triton", "reference", "off"],
                    help="fused instance-norm kernels for --backend eager (auto: Triton on CUDA, off on CPU)")
 

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,18 +66,30 @@ def default_preview_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.preview.png")
 
 
+# prepare_backend's signature: a caller that translates many files passes its own (which keeps prepared
+# backends and closes them itself) as ``prepare=``; the file jobs then leave the backends open.
+PrepareBackend = Callable[[LoadedModel, RunOptions, int, int], Backend]
+
+
 def translate_video(
     input_path: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
     model: LoadedModel,
     options: TranslateOptions,
+    *,
+    source: VideoFileSource | None = None,
+    prepare: PrepareBackend | None = None,
 ) -> TranslateReport:
+    """``source``: an opened source to read instead of ``input_path`` (a segment of it; closed here);
+    frames it marks ``warmup`` are translated and stabilised but not written.  ``prepare``: see
+    :data:`PrepareBackend`."""
     output = Path(output_path)
     check_video_codec(options.encode.codec)
-    source = VideoFileSource(input_path, size=options.run.size)
+    if source is None:
+        source = VideoFileSource(input_path, size=options.run.size)
     try:
         info = source.frame_info  # decodes the first frame: upright size, colour tags
-        backend = prepare_backend(model, options.run, info.height, info.width)
+        backend = (prepare or prepare_backend)(model, options.run, info.height, info.width)
     except BaseException:
         source.close()
         raise
@@ -95,6 +108,8 @@ def translate_video(
             def write(frame: TranslatedFrame) -> None:
                 if stabilise is not None:
                     frame = TranslatedFrame(stabilise(frame.source.image, frame.image), frame.source)
+                if frame.source.warmup:
+                    return
                 sink.write(frame)
                 if preview:
                     preview.offer(frame)
@@ -109,7 +124,8 @@ def translate_video(
                 raise
     finally:
         source.close()
-        backend.close()
+        if prepare is None:
+            backend.close()
     report = TranslateReport(output, stats.frames, stats.wall, backend.describe(), stats=stats)
     report.warnings += [note for note in (source.damage_report(), sink.timestamp_note(str(input_path))) if note]
     report.warnings += source.notes()
@@ -154,6 +170,8 @@ def translate_images(
     output_path: str | os.PathLike[str],
     model: LoadedModel,
     options: TranslateOptions,
+    *,
+    prepare: PrepareBackend | None = None,
 ) -> TranslateReport:
     """One image, or every image below a folder (same relative names in the output folder).  Animations
     (GIF, WebP, APNG) are translated frame by frame and written back as animations.  In a folder an image
@@ -172,7 +190,7 @@ def translate_images(
         nonlocal seconds
         key = (image.shape[0], image.shape[1])
         if key not in backends:
-            backends[key] = prepare_backend(model, dataclasses.replace(options.run, batch_size=1), *key)
+            backends[key] = (prepare or prepare_backend)(model, dataclasses.replace(options.run, batch_size=1), *key)
         t0 = time.perf_counter()
         out = backends[key].run(torch.from_numpy(image[None].copy()))[0].numpy()
         seconds += time.perf_counter() - t0
@@ -199,7 +217,7 @@ def translate_images(
                        f"(the other {len(jobs) - written} were not written)")
         raise
     finally:
-        for backend in backends.values():
+        for backend in backends.values() if prepare is None else ():
             backend.close()
     described = next(iter(backends.values())).describe() if backends else "no backend prepared"
     report = TranslateReport(output, frames, seconds, described, warnings=_summary(losses) + failures)

@@ -23,6 +23,7 @@ class VideoFrame:
     index: int
     side_packets: list[Any] = field(default_factory=list)
     captured_at: float = 0.0  # time.perf_counter() when the source produced it (latency statistics)
+    warmup: bool = False  # translated (the stabiliser sees it) but not written: a segment's lead-in frames
 
     @property
     def time(self) -> float | None:

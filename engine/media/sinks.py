@@ -72,7 +72,7 @@ def check_video_codec(name: str) -> None:
         raise MediaError(f"{name!r} encodes {codec.type}, not video (try libx264)")
 
 
-def _muxer_options(path: Path | str, passthrough: Passthrough) -> dict[str, str]:
+def muxer_options(path: Path | str, passthrough: Passthrough) -> dict[str, str]:
     """MP4/MOV write only a few metadata keys unless asked to keep them all (a phone's location, make...)."""
     if passthrough.metadata and str(path).lower().endswith((".mp4", ".mov", ".m4v")):
         return {"movflags": "use_metadata_tags"}
@@ -123,7 +123,7 @@ class VideoFileSink:
             if info.colour else None
         try:
             self.container = av.open(str(path), mode="w", format=options.container_format,
-                                     options={**_muxer_options(path, passthrough), **dict(options.container_options)})
+                                     options={**muxer_options(path, passthrough), **dict(options.container_options)})
         except (av.error.FFmpegError, ValueError, OSError) as e:
             raise MediaError(f"cannot write {label}: {getattr(e, 'strerror', None) or e}") from None
         try:

@@ -1,0 +1,216 @@
+"""What a batch translates and what it may skip: items from files, folders and manifests; finished records.
+
+An *item* is one input file and the output it becomes under the output folder (the same relative name).
+A *record* (``OUT/.cyclestream/done/REL.json``) is written once an output is complete; a rerun skips an
+item only when its output is there with the recorded size and the record matches the model's digest,
+the settings that change pixels and the input's size and modification time.  An item to redo has its
+record removed before any work, so an output replaced by a crashed run can never look finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cyclestream.engine.atomic import atomic_output
+from cyclestream.engine.errors import CycleStreamError, MediaError, OutputError
+from cyclestream.engine.jobs.translate import TranslateOptions
+from cyclestream.engine.media.probe import IMAGE_SUFFIXES
+from cyclestream.engine.paths import check_not_input
+
+log = logging.getLogger("cyclestream")
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg",
+                            ".mpeg", ".flv", ".wmv", ".3gp", ".ogv", ".mxf", ".y4m"})
+MANIFEST_SUFFIXES = frozenset({".txt", ".list", ".lst"})
+WORK_FOLDER = ".cyclestream"  # under the output folder: records and unfinished segments
+RECORD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Item:
+    input: Path
+    output: Path
+    rel: str  # the output's name relative to the output folder (how the summary names the item)
+    kind: str  # "video" or "image"
+
+
+def items_text(count: int) -> str:
+    """"1 item", "3 items"."""
+    return f"{count} item" + "s" * (count != 1)
+
+
+def _kind(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    return "image" if suffix in IMAGE_SUFFIXES else "video" if suffix in VIDEO_SUFFIXES else None
+
+
+def _folder_files(folder: Path, exclude: Path) -> list[Path]:
+    """Videos and images below ``folder``, by name; hidden files and folders and the output folder skipped."""
+    skip = exclude.resolve()
+    found = []
+    for root, dirs, files in os.walk(folder):
+        base = Path(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (base / d).resolve() != skip)
+        found += [base / f for f in sorted(files) if not f.startswith(".") and _kind(base / f)]
+    return found
+
+
+def _manifest_entries(manifest: Path) -> list[tuple[Path, int]]:
+    """(path, line number) of each entry: one path a line, relative to the manifest's folder; blank lines
+    and lines starting with # are skipped.  A line that cannot be read or names nothing: one clear error."""
+    try:
+        raw = manifest.read_bytes()
+    except OSError as e:
+        raise MediaError(f"cannot read manifest {manifest}: {e.strerror or e}") from None
+    entries = []
+    for number, line in enumerate(raw.splitlines(), 1):
+        try:
+            text = line.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise MediaError(f"{manifest}:{number}: not UTF-8 text (a manifest lists one path a line)") from None
+        if not text or text.startswith("#"):
+            continue
+        path = Path(text).expanduser()
+        path = path if path.is_absolute() else manifest.parent / path
+        if not path.exists():
+            raise MediaError(f"{manifest}:{number}: not found: {text}")
+        entries.append((path, number))
+    return entries
+
+
+def _relative(path: Path, base: Path | None) -> Path:
+    """``path`` relative to ``base`` (as written, then absolute, then with links resolved), else its name."""
+    if base is not None:
+        for p, b in ((path, base), (path.absolute(), base.absolute()), (path.resolve(), base.resolve())):
+            try:
+                return p.relative_to(b)
+            except ValueError:
+                continue
+    return Path(path.name)
+
+
+def find_items(inputs: Sequence[Path], out_dir: Path, container: str | None = None) -> list[Item]:
+    """Every item of ``inputs`` (files, folders searched recursively for videos and images, manifests),
+    with its output under ``out_dir``: a folder's files keep their names relative to it, a manifest's
+    entries relative to the manifest's folder, a file its name.  ``container`` (e.g. "mkv") replaces
+    the suffix of video outputs.  Two items with one output, or an output that is an input: an error."""
+    found: list[tuple[Path, Path]] = []  # (input, relative output)
+
+    def add(path: Path, base: Path | None) -> None:
+        if path.is_dir():
+            for f in _folder_files(path, out_dir):
+                found.append((f, _relative(f, base if base is not None else path)))
+        else:
+            found.append((path, _relative(path, base)))
+
+    for given in inputs:
+        path = Path(given)
+        if not path.exists():
+            raise MediaError(f"input not found: {path}")
+        if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+            for entry, _number in _manifest_entries(path):
+                add(entry, path.parent)
+        else:
+            add(path, None)
+    items: dict[Path, Item] = {}
+    for path, rel in found:
+        kind = _kind(path) or "video"  # a file named on its own is read as a video, as translate does
+        if kind == "video" and container:
+            rel = rel.with_suffix("." + container.lstrip("."))
+        item = Item(path, out_dir / rel, rel.as_posix(), kind)
+        other = items.get(item.output)
+        if other is not None:
+            if other.input.resolve() == path.resolve():
+                continue  # the same file named twice
+            raise OutputError(f"{other.input} and {path} would both be written to {item.output} "
+                              "(give their common folder, or a manifest from it, to keep their relative names)")
+        check_not_input(path, item.output)
+        items[item.output] = item
+    if not items:
+        raise MediaError(f"no videos or images in {', '.join(str(p) for p in inputs)}")
+    return list(items.values())
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pixel_settings(options: TranslateOptions) -> dict[str, Any]:
+    """The options that change an output's pixels (backend, device, batch size, workers and segmenting
+    change them by float rounding or codec noise at most, and are not part of it)."""
+    enc = options.encode
+    return {
+        "size": list(options.run.size) if options.run.size else None,
+        "precision": options.run.precision,
+        "temporal": "blend" if options.temporal == "on" else options.temporal,
+        "codec": enc.codec, "crf": enc.crf, "preset": enc.preset, "pix_fmt": enc.pix_fmt,
+        "tune": enc.tune, "gop": enc.gop,
+    }
+
+
+def settings_digest(model_sha256: str, options: TranslateOptions) -> str:
+    text = json.dumps({"model": model_sha256, "settings": pixel_settings(options)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def record_path(out_dir: Path, rel: str) -> Path:
+    return out_dir / WORK_FOLDER / "done" / f"{rel}.json"
+
+
+def input_identity(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def new_record(item: Item, digest: str, model_sha256: str, options: TranslateOptions) -> dict[str, Any]:
+    """What a finished item's record says; ``frames`` and ``output_size`` are added when it is written."""
+    return {
+        "version": RECORD_VERSION, "output": item.rel, "digest": digest, "model_sha256": model_sha256,
+        "settings": pixel_settings(options),
+        "input": {"path": str(item.input.absolute()), **input_identity(item.input)},
+    }
+
+
+def write_record(out_dir: Path, item_rel: str, output: Path, record: dict[str, Any], frames: int) -> None:
+    path = record_path(out_dir, item_rel)
+    done = {**record, "frames": frames, "output_size": output.stat().st_size}
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(done, indent=1, sort_keys=True) + "\n")
+
+
+def is_finished(out_dir: Path, item: Item, digest: str) -> bool:
+    """Whether ``item``'s output is complete from a run with the same model and settings, on this input."""
+    try:
+        record = json.loads(record_path(out_dir, item.rel).read_text())
+        return (
+            record.get("version") == RECORD_VERSION
+            and record.get("digest") == digest
+            and {k: record["input"].get(k) for k in ("size", "mtime_ns")} == input_identity(item.input)
+            and item.output.is_file()
+            and item.output.stat().st_size == record.get("output_size")
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def forget(out_dir: Path, items: Iterable[Item]) -> None:
+    """Remove the records of items about to be redone (a record that does not match says nothing true)."""
+    for item in items:
+        try:
+            record_path(out_dir, item.rel).unlink(missing_ok=True)
+        except OSError as e:
+            raise CycleStreamError(f"cannot remove {record_path(out_dir, item.rel)}: {e.strerror or e}") from None

@@ -1,0 +1,264 @@
+"""The serve job: a web page where a browser's camera goes up over WebRTC and comes back translated.
+
+Top to bottom: load the model → listen (a port in use fails here, before anything is prepared) →
+prepare one backend for up to ``max_clients`` frames a call, shared by every client
+(``SharedBackend``: one model thread) → run the asyncio loop with the aiohttp app on the calling thread
+until Ctrl-C/SIGTERM (or ``stop``) → disconnect every client, stop the model thread, close the backend.
+Each client runs the live pipeline (newest frame first, bounded latency, ``--temporal``) on its own
+thread; see ``engine/serve/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from cyclestream.engine.backends.base import Backend
+from cyclestream.engine.backends.options import RunOptions, prepare_backend
+from cyclestream.engine.backends.shared import SharedBackend
+from cyclestream.engine.checkpoint import load_model
+from cyclestream.engine.errors import CycleStreamError
+from cyclestream.engine.signals import Terminated
+from cyclestream.engine.temporal import make_stabiliser
+
+if TYPE_CHECKING:
+    from cyclestream.engine.serve.app import ServeApp
+
+log = logging.getLogger("cyclestream")
+
+DEFAULT_SIZE = (320, 240)  # what a CPU translates live; a GPU takes --size 640x480 or more
+QUIET_LIBRARIES = ("aioice", "aiortc", "aiohttp.access")  # their INFO lines are per packet or per request
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    model: Path | None = None
+    host: str = "127.0.0.1"  # this machine only, unless asked
+    port: int = 8080  # 0: any free port
+    run: RunOptions = field(default_factory=RunOptions)  # run.size: the model's frame size (DEFAULT_SIZE if None)
+    temporal: str = "off"  # --temporal (the command line's default is on)
+    max_clients: int = 4
+    client_timeout: float = 10.0  # seconds without video before a client is dropped
+    certfile: Path | None = None  # https: browsers open the camera only on https:// or localhost
+    keyfile: Path | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.run.size or DEFAULT_SIZE
+
+
+@dataclass
+class ServeReport:
+    url: str
+    served: int
+    refused: int
+    model_calls: int
+    model_frames: int
+
+
+def clients(n: int) -> str:
+    return f"{n} client" if n == 1 else f"{n} clients"
+
+
+def _check_options(options: ServeOptions) -> None:
+    if options.model is None:
+        raise CycleStreamError("serve needs --model")
+    width, height = options.size
+    if width % 2 or height % 2:
+        raise CycleStreamError(f"--size must be even in both directions for WebRTC's 4:2:0 video, got {width}x{height}")
+    if options.keyfile is not None and options.certfile is None:
+        raise CycleStreamError("--keyfile needs --certfile")
+    make_stabiliser(options.temporal)  # an unknown method: one line, now
+
+
+def _import_app() -> type[ServeApp]:
+    try:
+        from cyclestream.engine.serve.app import ServeApp
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in ("aiortc", "aiohttp", "aioice", "pylibsrtp"):
+            raise CycleStreamError(f"serve needs {e.name}: pip install 'cyclestream[serve]'") from None
+        raise
+    return ServeApp
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound now so that a port in use fails before the model is prepared."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=64)
+    except OSError as e:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if e.errno == errno.EADDRINUSE:
+            raise CycleStreamError(f"cannot listen on {where}: the address is already in use "
+                                   "(another server is there; choose another --port)") from None
+        reason = (e.strerror or str(e)).split(" (while attempting")[0]  # create_server appends the address
+        raise CycleStreamError(f"cannot listen on {where}: {reason}") from None
+
+
+def _ssl_context(options: ServeOptions) -> ssl.SSLContext | None:
+    if options.certfile is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(options.certfile, options.keyfile)
+    except ssl.SSLError:
+        key = f"--keyfile {options.keyfile}" if options.keyfile else "the same file"
+        raise CycleStreamError(f"cannot use --certfile {options.certfile}: not a PEM certificate whose private key is "
+                               f"in {key}") from None
+    except OSError as e:
+        raise CycleStreamError(f"cannot use --certfile {options.certfile}: {e.strerror or e}") from None
+    return context
+
+
+def _url(sock: socket.socket, host: str, tls: bool) -> str:
+    port = sock.getsockname()[1]
+    shown = socket.gethostname() if host in ("", "0.0.0.0", "::") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    return f"{'https' if tls else 'http'}://{shown}:{port}/"
+
+
+def _time_one_frame(backend: Backend, width: int, height: int) -> float:
+    """Seconds for one frame (the second of two calls: the first of a new batch size sets things up)."""
+    frame = torch.zeros((1, height, width, 3), dtype=torch.uint8)
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        backend.run(frame)
+        times.append(time.perf_counter() - t0)
+    return times[-1]
+
+
+def _quiet_libraries() -> None:
+    for name in QUIET_LIBRARIES:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+
+
+def run_serve(
+    options: ServeOptions,
+    on_ready: Callable[[str, ServeApp], None] | None = None,
+    stop: threading.Event | None = None,
+) -> ServeReport:
+    """Serve the page until Ctrl-C/SIGTERM/SIGHUP (then KeyboardInterrupt, or Terminated, is raised once
+    every client is disconnected) or until ``stop`` is set (then the report is returned).  ``on_ready``
+    gets the URL and the app once the model is prepared and the page answers."""
+    _check_options(options)
+    serve_app = _import_app()
+    _quiet_libraries()
+    model = load_model(options.model)  # type: ignore[arg-type]
+    ssl_context = _ssl_context(options)
+    width, height = options.size
+    sock = _listen(options.host, options.port)
+    backend = shared = None
+    signals: list[int] = []  # the signals that stopped the server
+    try:
+        url = _url(sock, options.host, ssl_context is not None)
+        run = dataclasses.replace(options.run, size=None, batch_size=options.max_clients * options.run.batch_size)
+        backend = prepare_backend(model, run, height, width)
+        log.info("model: %.0f ms a frame at %dx%d", 1000 * _time_one_frame(backend, width, height), width, height)
+        shared = SharedBackend(backend, streams=1)
+        name = Path(str(options.model)).name
+        app = asyncio.run(_serve(options, sock, ssl_context, shared, url, name, serve_app, on_ready, stop, signals))
+        report = ServeReport(url, app.served, app.refused, shared.calls, shared.frames)
+    finally:
+        if shared is not None:
+            shared.close()
+        if backend is not None:
+            backend.close()
+        sock.close()
+    if report.model_calls:
+        log.info("served %s; one model: %d frames in %d calls (%.2f frames a call)", clients(report.served),
+                 report.model_frames, report.model_calls, report.model_frames / report.model_calls)
+    if signals:
+        interrupt: KeyboardInterrupt = KeyboardInterrupt() if signals[0] == signal.SIGINT else Terminated(signals[0])
+        interrupt.add_note(f"the server at {url} stopped ({clients(report.served)} served)")
+        raise interrupt
+    return report
+
+
+async def _serve(
+    options: ServeOptions,
+    sock: socket.socket,
+    ssl_context: ssl.SSLContext | None,
+    shared: SharedBackend,
+    url: str,
+    model_name: str,
+    serve_app: type[ServeApp],
+    on_ready: Callable[[str, ServeApp], None] | None,
+    stop: threading.Event | None,
+    signals: list[int],
+) -> ServeApp:
+    from aiohttp import web
+
+    stopping = stop or threading.Event()
+    app = serve_app(options, shared, options.size, model_name)
+    runner = web.AppRunner(app.app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    restore = _handle_signals(asyncio.get_running_loop(), stopping, signals)
+    try:
+        await web.SockSite(runner, sock, ssl_context=ssl_context).start()
+        log.info("serving %s: open it in a browser to see your camera translated (up to %d at once; Ctrl-C to stop)",
+                 url, options.max_clients)
+        if ssl_context is None and options.host not in _LOCAL:
+            log.info("browsers open the camera only on https:// or http://localhost: from another machine use "
+                     "--certfile/--keyfile, or a tunnel (ssh -L %d:localhost:%d THIS-HOST) and http://localhost:%d/",
+                     sock.getsockname()[1], sock.getsockname()[1], sock.getsockname()[1])
+        if on_ready is not None:
+            on_ready(url, app)
+        while not stopping.is_set():
+            await asyncio.sleep(0.1)
+        if app.clients:
+            log.info("stopping: disconnecting %s", clients(len(app.clients)))
+        await app.close()
+    finally:
+        restore()
+        await runner.cleanup()
+    return app
+
+
+_LOCAL = ("127.0.0.1", "localhost", "::1")
+
+
+def _handle_signals(
+    loop: asyncio.AbstractEventLoop, stopping: threading.Event, signals: list[int]
+) -> Callable[[], None]:
+    """Ctrl-C, SIGTERM, SIGHUP: stop serving (disconnect the clients, then raise in the caller).  A second
+    Ctrl-C ends the process at once.  Returns what puts the previous handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in watched}
+
+    def handle(signum: int) -> None:
+        signals.append(signum)
+        if len(signals) > 1 and signum == signal.SIGINT:
+            sys.stderr.write("cyclestream: stopped at once\n")
+            sys.stderr.flush()
+            os._exit(128 + signum)
+        stopping.set()
+
+    for sig in watched:
+        loop.add_signal_handler(sig, handle, sig)
+
+    def restore() -> None:
+        for sig in watched:
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, previous[sig])
+
+    return restore

@@ -1,0 +1,180 @@
+"""The `serve` web app: the page, WebRTC signalling, and the bounded list of clients.
+
+Routes (nothing else; the page reads no file and loads nothing from elsewhere):
+
+    GET  /         the page (package data, read once at start)
+    GET  /config   the frame size, model and limits the page needs
+    GET  /status   counts: connected clients, model calls (for monitoring and tests)
+    POST /offer    {"sdp", "type": "offer"} → the answer; 503 with a sentence when every place is taken
+
+Signalling is one request: the page gathers its ICE candidates first, so the answer carries all of
+ours too (no trickle).  No STUN or TURN server is used: candidates are this machine's own addresses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+
+from cyclestream.bundled import ASSETS
+from cyclestream.engine.backends.shared import SharedBackend
+from cyclestream.engine.serve.client import Client
+
+if TYPE_CHECKING:
+    from cyclestream.engine.jobs.serve import ServeOptions
+
+log = logging.getLogger("cyclestream")
+
+PAGE = ASSETS / "serve" / "index.html"
+MAX_BODY = 256 * 1024  # an offer is a few kB of SDP
+CSP = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+    "img-src 'self' data:; media-src 'self' blob: mediastream:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+
+
+@web.middleware
+async def _headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    response: web.StreamResponse = await handler(request)
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Content-Security-Policy"] = CSP
+    return response
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+class ServeApp:
+    def __init__(self, options: ServeOptions, shared: SharedBackend, size: tuple[int, int], model: str) -> None:
+        self.options, self.shared, self.size, self.model = options, shared, size, model
+        self.clients: dict[int, Client] = {}
+        self.served = 0  # clients accepted since the start
+        self.refused = 0
+        self._answering = 0  # offers accepted but not answered yet: they hold a place too
+        self._closing = False
+        self._numbers = itertools.count(1)
+        self._page = PAGE.read_bytes()
+        self.app = web.Application(client_max_size=MAX_BODY, middlewares=[_headers])
+        self.app.add_routes([
+            web.get("/", self._index),
+            web.get("/config", self._config),
+            web.get("/status", self._status_route),
+            web.post("/offer", self._offer),
+        ])
+
+    # ------------------------------------------------------------------ routes
+
+    async def _index(self, _: web.Request) -> web.Response:
+        return web.Response(body=self._page, content_type="text/html", charset="utf-8")
+
+    async def _config(self, _: web.Request) -> web.Response:
+        width, height = self.size
+        return web.json_response({
+            "width": width, "height": height, "model": self.model, "backend": self.shared.backend.describe(),
+            "temporal": self.options.temporal, "max_clients": self.options.max_clients,
+        })
+
+    async def _status_route(self, _: web.Request) -> web.Response:
+        return web.json_response({**self.status(), "served": self.served, "refused": self.refused,
+                                  "per_client": [c.stats() for c in self.clients.values()]})
+
+    def status(self) -> dict[str, Any]:
+        calls, frames = self.shared.calls, self.shared.frames
+        return {
+            "clients": len(self.clients),
+            "max_clients": self.options.max_clients,
+            "model_calls": calls,
+            "model_frames": frames,
+            "frames_per_call": round(frames / calls, 2) if calls else None,
+        }
+
+    async def _offer(self, request: web.Request) -> web.Response:
+        if request.content_type != "application/json":
+            return _error(415, "send the offer as application/json")
+        try:
+            params = await request.json()
+        except ValueError:
+            return _error(400, "the offer is not JSON")
+        if not (isinstance(params, dict) and params.get("type") == "offer" and isinstance(params.get("sdp"), str)):
+            return _error(400, 'expected {"sdp": "...", "type": "offer"}')
+        if self._closing:
+            return _error(503, "cyclestream is stopping.")
+        taken = len(self.clients) + self._answering
+        if taken >= self.options.max_clients:
+            self.refused += 1
+            log.info("refused a client from %s: all %d places are taken", request.remote, self.options.max_clients)
+            return _error(503, f"cyclestream is busy: all {self.options.max_clients} places are taken. "
+                               "Try again when someone leaves.")
+        self._answering += 1
+        try:
+            return await self._answer(params["sdp"], request.remote or "?")
+        finally:
+            self._answering -= 1
+
+    async def _answer(self, sdp: str, remote: str) -> web.Response:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: nothing is contacted but the page
+        number = next(self._numbers)
+        client = Client(number, pc, self.shared.client(), self.size, self.options.run.batch_size,
+                        self.options.temporal, self.options.client_timeout, self._gone, self.status)
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "video" and not client.has_video:
+                client.attach(track)
+                pc.addTrack(client.track)  # the translated video goes back on the same transceiver
+
+        @pc.on("datachannel")
+        def on_datachannel(channel: RTCDataChannel) -> None:
+            client.use_channel(channel)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self._gone(client, f"its connection {pc.connectionState}")
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            if not client.has_video:
+                raise ValueError("the offer sends no video: the page sends your camera")
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as e:  # an offer aiortc cannot parse or answer
+            await client.close()
+            return _error(400, f"cannot answer this offer: {e or type(e).__name__}")
+        except BaseException:
+            await client.close()
+            raise
+        if self._closing:
+            await client.close()
+            return _error(503, "cyclestream is stopping.")
+        self.clients[number] = client
+        self.served += 1
+        self.shared.streams = len(self.clients)  # the model waits (briefly) for this many newest frames
+        client.start()
+        log.info("client %d connected from %s (%d of %d)", number, remote, len(self.clients),
+                 self.options.max_clients)
+        answer = pc.localDescription
+        return web.json_response({"sdp": answer.sdp, "type": answer.type, "client": number})
+
+    # ------------------------------------------------------------------ clients leaving
+
+    async def _gone(self, client: Client, reason: str) -> None:
+        if self.clients.pop(client.number, None) is None:
+            return
+        self.shared.streams = max(1, len(self.clients))
+        log.info("client %d left (%s): %d frames in, %d translated; %d of %d connected", client.number, reason,
+                 client.inbox.received, client.pipeline.stats.frames, len(self.clients), self.options.max_clients)
+        await client.close()
+
+    async def close(self) -> None:
+        """Disconnect every client (the server is stopping) and take no more."""
+        self._closing = True
+        await asyncio.gather(*(self._gone(c, "the server is stopping") for c in list(self.clients.values())))

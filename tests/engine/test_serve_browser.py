@@ -1,0 +1,117 @@
+"""`cyclestream serve` in a real browser: Debian's chromium, headless, with its fake camera, driven by
+Playwright over the DevTools protocol.  The page connects, translated frames play in ``#output``,
+several tabs share the server, one more is refused politely, and the server keeps serving after the
+browser is killed."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("aiortc", reason="serve needs aiortc: pip install 'cyclestream[serve]'")
+sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test drives chromium with playwright")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    pytest.skip("no chromium here (Debian: apt-get install chromium; tests/system_packages.sh does it as root)",
+                allow_module_level=True)
+
+from cyclestream.bundled import STUDENT_MODEL  # noqa: E402
+from tests.engine.test_serve import client_threads, get, serving, status, wait_for  # noqa: E402
+
+FRAMES = "document.getElementById('output').getVideoPlaybackQuality().totalVideoFrames"
+
+
+def launch_chromium(profile: Path) -> tuple[subprocess.Popen[str], str]:
+    """Headless chromium with the fake camera (permission granted), in a process group of its own;
+    returns it and its DevTools address."""
+    proc = subprocess.Popen(
+        [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--mute-audio", "--no-first-run",
+         "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+         "--autoplay-policy=no-user-gesture-required", "--remote-debugging-port=0",
+         f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        match = re.search(r"DevTools listening on (ws://\S+)", line)
+        if match:
+            return proc, match.group(1)
+    raise AssertionError("chromium did not start: " + "".join(seen[-20:]))
+
+
+def kill(proc: subprocess.Popen[str]) -> None:
+    """The browser dies at once, as when its machine sleeps or its tab crashes: no goodbye, no close."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """Start chromium; yields a function that connects Playwright to a new one."""
+    started: list[subprocess.Popen[str]] = []
+    with sync_api.sync_playwright() as playwright:
+
+        def launch() -> tuple[Any, subprocess.Popen[str]]:
+            proc, endpoint = launch_chromium(tmp_path / f"profile{len(started)}")
+            started.append(proc)
+            return playwright.chromium.connect_over_cdp(endpoint), proc
+
+        try:
+            yield launch
+        finally:
+            for proc in started:
+                kill(proc)
+
+
+def plays(page: Any, frames: int = 10, seconds: float = 60) -> int:
+    """Wait until ``#output`` has shown ``frames`` frames; returns the count."""
+    deadline = time.monotonic() + seconds
+    while (count := page.evaluate(FRAMES)) < frames:
+        assert time.monotonic() < deadline, f"#output showed {count} frames; status: {page.inner_text('#status')}"
+        time.sleep(0.25)
+    return int(count)
+
+
+@pytest.mark.slow
+def test_browser_tabs_get_translated_video_and_the_server_survives_the_browser(browser: Any) -> None:
+    with serving(STUDENT_MODEL, temporal="on", max_clients=2, client_timeout=3.0) as (url, _app):
+        chromium, proc = browser()
+        context = chromium.contexts[0]
+        tabs = [context.new_page() for _ in range(2)]
+        for tab in tabs:
+            tab.goto(url)
+        for tab in tabs:  # both play translated video from the one model
+            first = plays(tab)
+            assert plays(tab, first + 5, 30) > first
+        assert status(url)["clients"] == 2
+        wait_for(lambda: re.fullmatch(r"\d+ ms", tabs[0].inner_text("#latency")) is not None, 20, "the latency")
+        assert re.fullmatch(r"\d+\.\d", tabs[0].inner_text("#fps")), tabs[0].inner_text("#stats")
+        assert "2 of 2 clients" in tabs[0].inner_text("#detail")
+
+        third = context.new_page()  # every place is taken: a sentence, not a hang
+        third.goto(url)
+        wait_for(lambda: "busy" in third.inner_text("#status"), 30, "the refusal")
+        assert third.get_attribute("#status", "class") == "error"
+        assert third.inner_text("#status").startswith("cyclestream is busy: all 2 places are taken")
+
+        kill(proc)  # no goodbye: the server notices the silence and frees both clients
+        assert get(url + "status")[0] == 200
+        wait_for(lambda: status(url)["clients"] == 0, 30, "the vanished clients to be freed")
+        wait_for(lambda: not client_threads(), 10, "their threads to end")
+
+        chromium, proc = browser()  # and it goes on serving
+        tab = chromium.contexts[0].new_page()
+        tab.goto(url)
+        plays(tab)
