@@ -1,13 +1,24 @@
-"""Output paths checked before any work starts: never the input itself, and somewhere we can write."""
+"""Paths: outputs checked before any work starts (never the input itself, somewhere we can write), and a
+file's content digest (what records and model provenance name a file by)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 
 from cyclestream.engine.atomic import output_error
 from cyclestream.engine.errors import OutputError
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _same_file(a: Path, b: Path) -> bool:

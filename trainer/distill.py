@@ -17,7 +17,6 @@ samples, loss curves and atomic checkpoints as every model system does.  Its mod
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from torch import nn
 from cyclestream.engine.checkpoint import LoadedModel, load_model, save_model
 from cyclestream.engine.models import GeneratorSpec, build_generator
 from cyclestream.engine.models.resnet import ResnetBlock
+from cyclestream.engine.paths import file_sha256
 from cyclestream.trainer.data import SingleDataset
 from cyclestream.trainer.distill_data import FRAMES_DIR, source_images
 from cyclestream.trainer.losses import GANLoss
@@ -40,13 +40,6 @@ from cyclestream.trainer.task import Runtime, Task
 LOSSES = ("recon", "feat", "G_gan", "D")
 STUDENT_FILE = "student.safetensors"
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def residual_blocks(generator: nn.Module) -> list[nn.Module]:

@@ -24,7 +24,7 @@ from cyclestream.engine.checkpoint import LoadedModel, load_model
 from cyclestream.engine.errors import MediaError
 from cyclestream.engine.jobs.roofline import count_macs
 from cyclestream.engine.media.images import find_images, load_rgb
-from cyclestream.trainer.distill import file_sha256
+from cyclestream.engine.paths import file_sha256
 from cyclestream.trainer.distill_data import VIDEO_EXTENSIONS, _visible
 from cyclestream.trainer.evaluate import _translate_all, psnr, ssim
 from cyclestream.trainer.options import TrainingError

@@ -23,10 +23,11 @@ from tqdm import tqdm
 
 from cyclestream.engine.checkpoint import load_model
 from cyclestream.engine.errors import CycleStreamError, OutputError
-from cyclestream.engine.jobs.batch_plan import file_sha256, find_items, items_text
+from cyclestream.engine.jobs.batch_plan import find_items, items_text
 from cyclestream.engine.jobs.batch_state import BatchState, ItemOutcome
 from cyclestream.engine.jobs.batch_worker import CRASH_ENV, BatchWorker
 from cyclestream.engine.jobs.translate import TranslateOptions
+from cyclestream.engine.paths import file_sha256
 
 __all__ = ["BatchFailed", "BatchOptions", "BatchReport", "ItemOutcome", "run_batch"]
 

@@ -141,13 +141,6 @@ def find_items(inputs: Sequence[Path], out_dir: Path, container: str | None = No
 # ----------------------------------------------------------------------------- records
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def pixel_settings(options: TranslateOptions) -> dict[str, Any]:
     """The options that change an output's pixels (backend, device, batch size, workers and segmenting

@@ -21,11 +21,12 @@ from cyclestream.engine.backends import Backend
 from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.checkpoint import LoadedModel, load_model
 from cyclestream.engine.errors import CycleStreamError
-from cyclestream.engine.jobs.batch_plan import Item, file_sha256, write_record
+from cyclestream.engine.jobs.batch_plan import Item, write_record
 from cyclestream.engine.jobs.translate import TranslateOptions, translate_images, translate_video
 from cyclestream.engine.media.probe import VideoInfo
 from cyclestream.engine.media.segments import Segment, SegmentSource
 from cyclestream.engine.media.sources import VideoFileSource
+from cyclestream.engine.paths import file_sha256
 
 log = logging.getLogger("cyclestream")
 

@@ -21,8 +21,9 @@ from cyclestream.cli import main
 from cyclestream.engine.checkpoint import load_model
 from cyclestream.engine.media.images import load_rgb
 from cyclestream.engine.models import GeneratorSpec, MobileResnetBlock, build_generator
+from cyclestream.engine.paths import file_sha256
 from cyclestream.trainer.data import to_tensor
-from cyclestream.trainer.distill import STUDENT_FILE, file_sha256, paired_layers
+from cyclestream.trainer.distill import STUDENT_FILE, paired_layers
 from cyclestream.trainer.distill_data import FRAMES_DIR, source_images
 from cyclestream.trainer.distill_eval import fidelity, holdout_frames, was_trained_on
 from cyclestream.trainer.loop import train
