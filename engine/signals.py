@@ -79,3 +79,33 @@ def terminate_as_interrupt() -> Iterator[None]:
         done.set()
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP while a short write runs, and deliver them when it ends.
+
+    For checkpoints: ``torch.save`` writes through a C++ writer that calls back into Python, and an
+    exception raised by a signal handler inside such a callback does not unwind like one raised in
+    Python — the writer's destructor then writes to the closed file and the process aborts (seen:
+    "terminate called after throwing an instance of 'pybind11::error_already_set'"), or the error
+    comes out as another exception.  Held, the signal arrives right after the file is complete, where
+    the job's own handler (Ctrl-C, :func:`terminate_as_interrupt`) acts on it.  Elsewhere than the
+    main thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, _frame: FrameType | None) -> None:
+        held.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, *TERMINATION_SIGNALS)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        for sig in dict.fromkeys(held):  # each signal once, in the order they came
+            signal.raise_signal(sig)
+

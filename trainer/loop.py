@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.media.images import save_rgb
+from cyclestream.engine.signals import deferred_signals
 from cyclestream.trainer.data import ResumableSampler
 from cyclestream.trainer.device import (
     describe_device,
@@ -240,6 +241,10 @@ class Checkpointer:
         self.environment = environment(runtime.device, options.run.deterministic)
 
     def save(self, position: Position) -> None:
+        with deferred_signals():  # a checkpoint is written whole; a signal is handled after it
+            self._save(position)
+
+    def _save(self, position: Position) -> None:
         batch_size = per_process_batch(int(self.options.optim.batch_size or 1), self.runtime.world_size,
                                        self.options.run.ddp_recipe)
         sampler = {"seed": self.options.run.seed, "epoch": position.epoch, "rank": self.runtime.rank,
@@ -309,6 +314,11 @@ def _write_options(options: TrainOptions) -> None:
 def _epoch_outputs(task: Task, options: TrainOptions, epoch: int) -> None:
     """The epoch's sample grid and the refreshed loss curves (rank 0)."""
     run_dir = options.run.out
+    with deferred_signals():  # matplotlib and Pillow write through C code; a signal is handled after them
+        _write_epoch_outputs(task, options, epoch, run_dir)
+
+
+def _write_epoch_outputs(task: Task, options: TrainOptions, epoch: int, run_dir: Path) -> None:
     if options.run.samples:
         count = min(options.run.samples, len(task.dataset))  # type: ignore[arg-type]
         save_rgb(task.sample_grid(count), run_dir / "samples" / f"epoch_{epoch:03d}.png")

@@ -124,7 +124,7 @@ def test_sigterm_stops_training_like_ctrl_c(tmp_path: Path) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         pytest.fail(f"training did not stop on SIGTERM; its stderr ends:\n{proc.communicate()[1][-3000:]}")
-    assert proc.returncode == 143
+    assert proc.returncode == 143, err[-3000:]
     assert err.strip().splitlines()[-1] == (
         f"cyclestream: interrupted by SIGTERM; continue from the last checkpoint with --resume --out {out}"
     )
@@ -324,3 +324,22 @@ def test_a_swallowed_termination_is_raised_again(monkeypatch: pytest.MonkeyPatch
         except Terminated as e:
             again = e
     assert again is not None and again.signum == signal.SIGTERM
+
+
+def test_a_signal_during_a_deferred_write_is_handled_when_the_write_is_complete() -> None:
+    from cyclestream.engine.signals import Terminated, deferred_signals, terminate_as_interrupt
+
+    written: list[str] = []
+    with pytest.raises(Terminated), terminate_as_interrupt():
+        with deferred_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # a handler would have run by now
+            written.append("checkpoint")  # the write goes on to its end
+        written.append("after")  # never: the held SIGTERM is raised as the block ends
+    assert written == ["checkpoint"]
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_signals():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            written.append("again")
+    assert written == ["checkpoint", "again"]
