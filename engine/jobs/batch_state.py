@@ -215,7 +215,9 @@ class BatchState:
                 self.bar.update(target - self.bar.n)
             finished = sum(o.status in ("done", "failed", "skipped") for o in self.outcomes.values())
             failed = sum(o.status == "failed" for o in self.outcomes.values())
-            self.bar.set_postfix_str(f"items {finished}/{len(self.outcomes)}" + (f", {failed} failed" * bool(failed)))
+            # refresh=False: the bar redraws at its own interval (every 15 s in a log file, not every call)
+            self.bar.set_postfix_str(f"items {finished}/{len(self.outcomes)}" + (f", {failed} failed" * bool(failed)),
+                                     refresh=False)
 
     def interrupted(self, e: KeyboardInterrupt) -> None:
         done = len([o for o in self.outcomes.values() if o.status == "done"])
