@@ -9,7 +9,7 @@ from typing import Any
 from cyclestream.bundled import DEFAULT_MODEL
 from cyclestream.cli.options import add_run_options, add_temporal_option, int_in, positive_float, run_options
 
-DEFAULT_SIZE = "320x240"  # engine/jobs/serve.py: DEFAULT_SIZE (not imported here: --help stays instant)
+DEFAULT_SIZE = "320x240"  # engine/serve/options.py: DEFAULT_SIZE (not imported here: --help stays instant)
 
 
 def _add_serve(sub: Any) -> None:

@@ -22,17 +22,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from cyclestream.engine.backends.base import Backend
-from cyclestream.engine.backends.options import RunOptions, prepare_backend
+from cyclestream.engine.backends.options import prepare_backend
 from cyclestream.engine.backends.shared import SharedBackend
 from cyclestream.engine.checkpoint import load_model
 from cyclestream.engine.errors import CycleStreamError
+from cyclestream.engine.serve.options import ServeOptions
 from cyclestream.engine.signals import Terminated
 from cyclestream.engine.temporal import make_stabiliser
 
@@ -41,25 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cyclestream")
 
-DEFAULT_SIZE = (320, 240)  # what a CPU translates live; a GPU takes --size 640x480 or more
 QUIET_LIBRARIES = ("aioice", "aiortc", "aiohttp.access")  # their INFO lines are per packet or per request
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    model: Path | None = None
-    host: str = "127.0.0.1"  # this machine only, unless asked
-    port: int = 8080  # 0: any free port
-    run: RunOptions = field(default_factory=RunOptions)  # run.size: the model's frame size (DEFAULT_SIZE if None)
-    temporal: str = "off"  # --temporal (the command line's default is on)
-    max_clients: int = 4
-    client_timeout: float = 10.0  # seconds without video before a client is dropped
-    certfile: Path | None = None  # https: browsers open the camera only on https:// or localhost
-    keyfile: Path | None = None
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.run.size or DEFAULT_SIZE
 
 
 @dataclass

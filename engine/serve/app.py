@@ -26,7 +26,7 @@ from cyclestream.engine.backends.shared import SharedBackend
 from cyclestream.engine.serve.client import Client
 
 if TYPE_CHECKING:
-    from cyclestream.engine.jobs.serve import ServeOptions
+    from cyclestream.engine.serve.options import ServeOptions
 
 log = logging.getLogger("cyclestream")
 
