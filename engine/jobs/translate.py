@@ -174,7 +174,8 @@ def translate_images(
     prepare: PrepareBackend | None = None,
 ) -> TranslateReport:
     """One image, or every image below a folder (same relative names in the output folder).  Animations
-    (GIF, WebP, APNG) are translated frame by frame and written back as animations.  In a folder an image
+    (GIF, WebP, APNG) are translated frame by frame (``--temporal`` across their frames, as in a video)
+    and written back as animations.  In a folder an image
     that fails does not stop the others: they are written, then :class:`ImagesFailed` lists the failures.
     Ctrl-C in a folder job adds a note to the KeyboardInterrupt saying how many images were written."""
     output = Path(output_path)
@@ -196,12 +197,19 @@ def translate_images(
         seconds += time.perf_counter() - t0
         return out
 
+    def translate_frames(images: list[np.ndarray]) -> list[np.ndarray]:
+        """A still, or an animation's frames in order with ``--temporal`` across them, as in a video."""
+        stabilise = make_stabiliser(options.temporal) if len(images) > 1 else None
+        if stabilise is None:
+            return [run(image) for image in images]
+        return [stabilise(image, run(image)) for image in images]
+
     try:
         for src, dst in tqdm(jobs, unit="image", disable=not options.progress or len(jobs) < 2):
             try:
                 picture = read_picture(src, options.run.size)
                 check_writable(picture, dst)
-                lost = picture.lost + write_picture(picture.with_frames([run(f) for f in picture.frames]), dst)
+                lost = picture.lost + write_picture(picture.with_frames(translate_frames(picture.frames)), dst)
             except (MediaError, OutputError) as e:
                 if len(jobs) == 1:
                     raise
