@@ -48,6 +48,35 @@ def describe_stream(stream: Any) -> str:
     return f"#{stream.index} {stream.type} {codec}" + (f" ({lang})" if lang and lang != "und" else "")
 
 
+@dataclass(frozen=True)
+class CoverArt:
+    """An attached picture as Matroska stores it: a file attachment (players show ``cover.*`` as the cover)."""
+
+    name: str
+    mimetype: str
+    data: bytes
+
+
+_IMAGE_TYPES = {"mjpeg": ("cover.jpg", "image/jpeg"), "png": ("cover.png", "image/png"),
+                "bmp": ("cover.bmp", "image/bmp"), "webp": ("cover.webp", "image/webp")}
+
+
+def _cover_art(path: str, stream: Any) -> CoverArt | None:
+    """The picture of an attached-picture stream (its one packet, read from a second opening of the
+    file), named by its tags or by its codec; None when it cannot be read."""
+    codec = stream.codec_context.name if stream.codec_context is not None else ""
+    tags = {k.lower(): v for k, v in stream.metadata.items()}
+    name, mimetype = _IMAGE_TYPES.get(codec, (f"cover.{codec or 'bin'}", "application/octet-stream"))
+    try:
+        with av.open(path) as again:
+            packet = next((p for p in again.demux(again.streams[stream.index]) if p.size), None)
+    except (av.error.FFmpegError, OSError, IndexError):
+        return None
+    if packet is None:
+        return None
+    return CoverArt(tags.get("filename", name), tags.get("mimetype", mimetype), bytes(packet))
+
+
 @dataclass
 class Passthrough:
     """The input's streams to copy (packets), its attachments, chapters and container metadata."""
@@ -58,16 +87,20 @@ class Passthrough:
     metadata: dict[str, str] = field(default_factory=dict)
     video_metadata: dict[str, str] = field(default_factory=dict)  # the translated stream's language, title...
     video_disposition: int = 0
+    covers: dict[int, CoverArt] = field(default_factory=dict)  # attached-picture streams by index
 
     @classmethod
     def of(cls, container: Any, video: Any) -> Passthrough:
         streams, attachments = [], []
+        covers: dict[int, CoverArt] = {}
         for stream in container.streams:
             if stream.index == video.index:
                 continue
             (attachments if stream.type == "attachment" else streams).append(stream)
+            if stream.type == "video" and is_attached_picture(stream) and (art := _cover_art(container.name, stream)):
+                covers[stream.index] = art
         return cls(streams, attachments, container.chapters(), kept_tags(dict(container.metadata)),
-                   kept_tags(dict(video.metadata)), video.disposition)
+                   kept_tags(dict(video.metadata)), video.disposition, covers)
 
     @classmethod
     def audio_only(cls, container: Any) -> Passthrough:
@@ -89,7 +122,13 @@ def add_to(output: Any, video: Any, passthrough: Passthrough, label: str) -> dic
     video.disposition = passthrough.video_disposition
     mapping: dict[int, Any] = {}
     dropped: list[str] = []
+    attaches = not _ATTACHMENT_MUXERS.isdisjoint(output.format.name.split(","))
     for stream in passthrough.streams:
+        if attaches and (art := passthrough.covers.get(stream.index)) is not None:
+            # Matroska has no attached-picture track: cover art is an attachment (as the input's was, or
+            # an MP4's cover turned into one), which the demuxer shows as an attached picture again.
+            output.add_attachment(art.name, art.mimetype, art.data)
+            continue
         if stream.type not in ("audio", "video", "subtitle", "data") or not _holds(output, stream):
             dropped.append(describe_stream(stream))
             continue
@@ -102,7 +141,7 @@ def add_to(output: Any, video: Any, passthrough: Passthrough, label: str) -> dic
         copy.disposition = stream.disposition
         mapping[stream.index] = copy
     for attachment in passthrough.attachments:
-        if _ATTACHMENT_MUXERS.isdisjoint(output.format.name.split(",")):
+        if not attaches:
             dropped.append(describe_stream(attachment))
             continue
         output.add_attachment(attachment.name, attachment.mimetype, bytes(attachment.data))

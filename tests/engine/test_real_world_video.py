@@ -199,21 +199,25 @@ def test_mp4_output_names_what_it_cannot_hold(
         assert [ch["metadata"]["title"] for ch in c.chapters()] == ["Intro", "Main"]
 
 
-def test_cover_art_rides_along_untranslated(tiny_model: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("hops", [[".mkv"], [".mp4"], [".mp4", ".mkv"]], ids=["mkv", "mp4", "mp4-then-mkv"])
+def test_cover_art_rides_along_untranslated(tiny_model: Path, tmp_path: Path, hops: list[str]) -> None:
+    """Cover art stays cover art: in Matroska an image attachment (no track), in MP4 an attached-picture
+    track; through one translation or two, the picture's bytes untouched."""
     cover = tmp_path / "cover.jpg"
     Image.new("RGB", (16, 16), (200, 0, 0)).save(cover)
     src = tmp_path / "with_cover.mkv"  # Matroska cover art: an image attachment, shown as an attached picture
     write_device_clip(src, frames=5, audio=False, attachments={"cover.jpg": ("image/jpeg", cover.read_bytes())})
-    out = tmp_path / "out.mkv"
+    current = src
+    for i, suffix in enumerate(hops):
+        out = tmp_path / f"out{i}{suffix}"
+        assert translate(current, out, tiny_model, QUIET).frames == 5
+        current = out
 
-    report = translate(src, out, tiny_model, QUIET)
-
-    assert report.frames == 5
-    with av.open(str(src)) as a, av.open(str(out)) as b:
+    with av.open(str(current)) as b:
         assert [(s.codec_context.name, s.codec_context.width) for s in b.streams.video] == [("h264", 64), ("mjpeg", 16)]
-        cover_in = [bytes(p) for p in a.demux(a.streams.video[1]) if p.size]
+        assert b.streams.video[1].disposition & av.stream.Disposition.attached_pic  # still the cover, not a track
         cover_out = [bytes(p) for p in b.demux(b.streams.video[1]) if p.size]
-        assert cover_out[:1] == cover_in[:1] != []  # the picture itself, untouched
+        assert cover_out[:1] == [cover.read_bytes()]  # the picture itself, untouched
 
 
 # ----------------------------------------------------------------------------- timestamps and sizes
