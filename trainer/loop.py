@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.media.images import save_rgb
-from cyclestream.engine.signals import deferred_signals
+from cyclestream.engine.signals import deferred_signals, terminate_as_interrupt
 from cyclestream.trainer.data import ResumableSampler
 from cyclestream.trainer.device import (
     describe_device,
@@ -158,7 +158,26 @@ def _spawned_worker(local_rank: int, options: TrainOptions, nproc: int, port: in
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))
     if local_rank == 0 and options.run.progress:  # a spawned interpreter has no logging set up
         logging.basicConfig(level=logging.INFO, format="cyclestream: %(message)s")
-    run(options)
+    with terminate_as_interrupt():  # the parent's SIGTERM (forwarded) unwinds like Ctrl-C: no partial files
+        run(options)
+
+
+STOP_WORKERS_AFTER = 30.0  # seconds the workers have to unwind after the parent is interrupted
+
+
+def _stop_workers(processes: list[Any]) -> None:
+    """Forward a stop to the spawned workers (SIGTERM: they unwind like Ctrl-C; the last checkpoint
+    stays), wait for them, and kill what is still running after ``STOP_WORKERS_AFTER`` seconds."""
+    for process in processes:
+        if process.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_WORKERS_AFTER
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def _failure_line(text: str) -> str:
@@ -176,8 +195,13 @@ def spawn(options: TrainOptions) -> TrainResult:
     per_process_batch(int(options.optim.batch_size or 1), nproc, options.run.ddp_recipe)  # fails here, not in N workers
     if options.run.deterministic:
         set_cublas_workspace()  # inherited by the workers, before any of them starts CUDA
+    context = mp.spawn(_spawned_worker, args=(options, nproc, _free_port()), nprocs=nproc, join=False)
     try:
-        mp.spawn(_spawned_worker, args=(options, nproc, _free_port()), nprocs=nproc, join=True)
+        while not context.join(timeout=1.0):
+            pass
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP on this process: the workers stop too, then we do
+        _stop_workers(context.processes)
+        raise
     except mp.ProcessRaisedException as e:
         raise TrainingError(f"a training process failed: {_failure_line(str(e))}") from None
     except mp.ProcessExitedException as e:
