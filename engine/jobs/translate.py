@@ -24,8 +24,16 @@ from cyclestream.engine.backends import Backend
 from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.checkpoint import LoadedModel, load_model
 from cyclestream.engine.errors import MediaError, OutputError
+from cyclestream.engine.media.animation_video import is_video_path, write_animation_video
 from cyclestream.engine.media.frame import TranslatedFrame
-from cyclestream.engine.media.images import check_writable, find_images, output_format, read_picture, write_picture
+from cyclestream.engine.media.images import (
+    Picture,
+    check_writable,
+    find_images,
+    output_format,
+    read_picture,
+    write_picture,
+)
 from cyclestream.engine.media.preview import PreviewCollector, preview_indices, save_preview
 from cyclestream.engine.media.probe import is_image
 from cyclestream.engine.media.sinks import EncodeOptions, VideoFileSink, check_video_codec
@@ -157,6 +165,23 @@ def _image_jobs(input_path: Path, output: Path) -> list[tuple[Path, Path]]:
     return [(input_path, output)]
 
 
+def _check_video_target(picture: Picture, dst: Path, options: TranslateOptions) -> None:
+    if not picture.animated:
+        raise MediaError(f"cannot write a still image as '{dst.suffix}': {dst} (use .png, .jpg, .webp, .tif, "
+                         ".gif or .bmp; an animation can be written as .mp4, .mkv, .mov or .webm)")
+    check_video_codec(options.encode.codec)
+
+
+def _write_as_video(picture: Picture, translated: list[np.ndarray], dst: Path, options: TranslateOptions) -> list[str]:
+    """An animation as a video file (atomically); what the video cannot hold, one line each."""
+    with atomic_output(dst) as tmp:
+        write_animation_video(picture.frames, translated, picture.durations, tmp, options.encode, str(dst))
+    lost = ["transparency not kept (a video has none)"] if picture.alphas else []
+    if picture.loop is not None:
+        lost.append("loop count not kept (a video plays once)")
+    return lost
+
+
 def _summary(losses: dict[str, list[str]]) -> list[str]:
     """One line per thing not kept, naming the files: 'EXIF not kept (BMP cannot hold it): a.bmp, b.bmp'."""
     return [
@@ -180,7 +205,8 @@ def translate_images(
     Ctrl-C in a folder job adds a note to the KeyboardInterrupt saying how many images were written."""
     output = Path(output_path)
     jobs = _image_jobs(Path(input_path), output)
-    for _src, dst in jobs:
+    to_video = len(jobs) == 1 and is_video_path(jobs[0][1])  # an animation written as a video
+    for _src, dst in jobs if not to_video else ():
         output_format(dst)  # a suffix no image format has fails before any work
     backends: dict[tuple[int, int], Backend] = {}  # one prepared backend per image size
     seconds, frames, written = 0.0, 0, 0
@@ -208,8 +234,12 @@ def translate_images(
         for src, dst in tqdm(jobs, unit="image", disable=not options.progress or len(jobs) < 2):
             try:
                 picture = read_picture(src, options.run.size)
-                check_writable(picture, dst)
-                lost = picture.lost + write_picture(picture.with_frames(translate_frames(picture.frames)), dst)
+                if to_video:
+                    _check_video_target(picture, dst, options)  # before the model runs
+                    lost = picture.lost + _write_as_video(picture, translate_frames(picture.frames), dst, options)
+                else:
+                    check_writable(picture, dst)
+                    lost = picture.lost + write_picture(picture.with_frames(translate_frames(picture.frames)), dst)
             except (MediaError, OutputError) as e:
                 if len(jobs) == 1:
                     raise

@@ -218,7 +218,7 @@ def output_format(path: str | os.PathLike[str]) -> str:
     if fmt is None or fmt not in Image.SAVE:
         raise MediaError(
             f"cannot write an image as '{suffix}': {path} (use .png, .jpg, .webp, .tif, .gif or .bmp; "
-            "animated images are not turned into video)"
+            "an animation can also be written as .mp4, .mkv, .mov or .webm)"
         )
     return fmt
 

@@ -179,8 +179,8 @@ def test_animations_keep_frames_durations_and_loop(
     ("name", "animated", "message"),
     [
         ("o.jpg", True, r"cannot write an animation \(3 frames\) as '\.jpg': .*o\.jpg \(use \.gif, \.webp or \.png\)$"),
-        ("o.mp4", True, r"cannot write an image as '\.mp4': .*animated images are not turned into video\)$"),
-        ("o.mp4", False, r"cannot write an image as '\.mp4'"),
+        ("o.mp4", False, r"cannot write a still image as .\.mp4.: .*o\.mp4 \(use .*an animation can be written as"),
+        ("o.avi", True, r"cannot write an image as '\.avi'"),
     ],
 )
 def test_suffixes_that_cannot_hold_the_picture_are_refused(
@@ -349,3 +349,33 @@ def test_temporal_steadies_an_animation_as_it_does_a_video(tiny_model: Path, tmp
         return float(np.mean(steps))
 
     assert flicker("on") < 0.7 * flicker("off")
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_an_animation_written_as_video_keeps_every_frame_and_its_timing(
+    tiny_model: Path, tmp_path: Path, suffix: str
+) -> None:
+    from tests.engine.media_checks import decoded_frames, video_times
+
+    frames = animation(4, size=(32, 24))
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:], duration=[100, 200, 50, 150], loop=0)
+    out = tmp_path / f"a{suffix}"
+
+    from cyclestream.engine.media.sinks import EncodeOptions
+
+    near_lossless = EncodeOptions(crf=0, pix_fmt="yuv444p")  # the noise pictures would not survive 4:2:0
+    report = translate(tmp_path / "a.gif", out, tiny_model,
+                       TranslateOptions(encode=near_lossless, progress=False, temporal="off"))
+
+    assert report.frames == 4
+    assert video_times(out) == pytest.approx([0.0, 0.1, 0.3, 0.35], abs=0.002)  # each frame as long as it was
+    assert any("loop count not kept" in w for w in report.warnings)
+    with av.open(str(out)) as c:
+        video = c.streams.video[0]
+        assert (video.codec_context.width, video.codec_context.height) == (32, 24)
+        assert video.codec_context.color_primaries == 1  # BT.709, the primaries of sRGB pictures
+    # the same pixels as the animation translated to an animation, within codec noise
+    translate(tmp_path / "a.gif", tmp_path / "b.png", tiny_model, TranslateOptions(progress=False, temporal="off"))
+    expected = read_picture(tmp_path / "b.png").frames
+    for got, want in zip(decoded_frames(out), expected, strict=True):
+        assert np.abs(got.astype(int) - want.astype(int)).mean() < 2

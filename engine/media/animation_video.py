@@ -1,0 +1,54 @@
+"""An animated image (GIF, WebP, APNG) written as a video: its frames with their own durations.
+
+Pictures are sRGB, so the video is tagged BT.709 primaries with the sRGB transfer, and encoded with
+the matrix players assume for its size; each frame lasts as long as it did in the animation
+(millisecond timestamps).  What a video cannot hold is named: transparency, the loop count.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from cyclestream.engine.media.colour import MATRIX_RGB, PRIMARIES_BT709, RANGE_LIMITED, ColourTags
+from cyclestream.engine.media.frame import TranslatedFrame, VideoFrame
+from cyclestream.engine.media.probe import VideoInfo
+from cyclestream.engine.media.sinks import EncodeOptions, VideoFileSink
+
+TRANSFER_SRGB = 13  # IEC 61966-2-1
+SRGB = ColourTags(MATRIX_RGB, RANGE_LIMITED, PRIMARIES_BT709, TRANSFER_SRGB)
+MILLISECONDS = Fraction(1, 1000)
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm"})
+
+
+def is_video_path(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def write_animation_video(
+    sources: list[np.ndarray],
+    translated: list[np.ndarray],
+    durations: list[float],
+    path: str | os.PathLike[str],
+    encode: EncodeOptions,
+    label: str,
+) -> None:
+    """Encode ``translated`` (frames of ``sources``, each shown ``durations[i]`` ms) into ``path``."""
+    height, width = translated[0].shape[:2]
+    times = [0, *np.cumsum([max(1, round(d)) for d in durations[:-1]]).tolist()] if durations else []
+    if len(times) != len(translated):
+        times = [i * 100 for i in range(len(translated))]  # no durations: 10 frames a second
+    total = times[-1] + max(1, round(durations[-1])) if durations else times[-1] + 100
+    rate = Fraction(len(translated) * 1000, total).limit_denominator(1000)
+    info = VideoInfo(width, height, "", MILLISECONDS, rate, len(translated), total / 1000, 0, colour=SRGB)
+    sink = VideoFileSink(path, info, options=encode, label=label)
+    try:
+        for i, (source, image) in enumerate(zip(sources, translated, strict=True)):
+            sink.write(TranslatedFrame(image, VideoFrame(source, times[i], MILLISECONDS, i)))
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()
