@@ -102,28 +102,11 @@ def test_sigterm_and_sighup_clean_up_like_ctrl_c(
 
 @pytest.mark.slow
 def test_sigterm_stops_training_like_ctrl_c(tmp_path: Path) -> None:
-    from tests.trainer.helpers import squares
+    from tests.trainer.helpers import sigterm_and_wait, start_training_until_checkpoint
 
-    a, b, out = squares(tmp_path / "A", 6), squares(tmp_path / "B", 6, inverted=True), tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cyclestream", "-q", "train", "--data-a", str(a), "--data-b", str(b), "--out", str(out),
-         "--ngf", "4", "--n-blocks", "1", "--ndf", "4", "--n-layers-d", "2", "--load-size", "20", "--crop-size", "16",
-         "--epochs", "10000", "--epochs-decay", "0", "--threads", "1", "--save-every-iters", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while not (out / "state.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert (out / "state.pt").exists(), "training never checkpointed"
+    proc, out = start_training_until_checkpoint(tmp_path, 6)
     time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail(f"training did not stop on SIGTERM; its stderr ends:\n{proc.communicate()[1][-3000:]}")
+    err = sigterm_and_wait(proc, timeout=60)
     assert proc.returncode == 143, err[-3000:]
     assert err.strip().splitlines()[-1] == (
         f"cyclestream: interrupted by SIGTERM; continue from the last checkpoint with --resume --out {out}"

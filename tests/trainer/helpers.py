@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import json
 import random
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from PIL import Image
 
@@ -112,3 +117,32 @@ def kill_at(iteration: int) -> Callable[[int], None]:
             raise Killed
 
     return hook
+
+
+def start_training_until_checkpoint(tmp_path: Path, images: int, *extra: str,
+                                    wait: float = 120.0) -> tuple[subprocess.Popen[str], Path]:
+    """`cyclestream train` of a tiny CycleGAN on squares in a process of its own, checkpointing every
+    iteration for ever; returns once its first ``state.pt`` is written (the process and its --out)."""
+    a, b = squares(tmp_path / "A", images), squares(tmp_path / "B", images, inverted=True)
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cyclestream", "-q", "train", "--data-a", str(a), "--data-b", str(b), "--out", str(out),
+         "--ngf", "4", "--n-blocks", "1", "--ndf", "4", "--n-layers-d", "2", "--load-size", "20", "--crop-size", "16",
+         "--epochs", "10000", "--epochs-decay", "0", "--threads", "1", "--save-every-iters", "1", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + wait
+    while not (out / "state.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert (out / "state.pt").exists(), "training never checkpointed"
+    return proc, out
+
+
+def sigterm_and_wait(proc: subprocess.Popen[str], timeout: float) -> str:
+    """SIGTERM to ``proc``, then its stderr once it ends; a test failure with that stderr if it does not."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"the run did not stop on SIGTERM; its stderr ends:\n{proc.communicate()[1][-3000:]}")

@@ -93,31 +93,13 @@ def test_sigterm_to_a_multi_process_run_stops_every_process(tmp_path: Path) -> N
     """`train --nproc 2` and SIGTERM to the command (what a scheduler sends): it is forwarded to the
     workers, every process ends (it used to wait for workers that trained on), exit 143, and the last
     checkpoint is whole."""
-    import signal
-    import time
+    from tests.trainer.helpers import sigterm_and_wait, start_training_until_checkpoint
 
-    from tests.trainer.helpers import squares
-
-    a, b, out = squares(tmp_path / "A", 8), squares(tmp_path / "B", 8, inverted=True), tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cyclestream", "-q", "train", "--data-a", str(a), "--data-b", str(b), "--out", str(out),
-         "--ngf", "4", "--n-blocks", "1", "--ndf", "4", "--n-layers-d", "2", "--load-size", "20", "--crop-size", "16",
-         "--epochs", "10000", "--epochs-decay", "0", "--threads", "1", "--save-every-iters", "1", "--nproc", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    deadline = time.monotonic() + 180
-    while not (out / "state.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    assert (out / "state.pt").exists(), "training never checkpointed"
+    proc, out = start_training_until_checkpoint(tmp_path, 8, "--nproc", "2", wait=180)
     workers = [pid for pid in subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "spawn_main"], capture_output=True,
                                              text=True).stdout.split()]
     assert len(workers) == 2
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=90)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail(f"the run did not stop on SIGTERM; its stderr ends:\n{proc.communicate()[1][-3000:]}")
+    err = sigterm_and_wait(proc, timeout=90)
     assert proc.returncode == 143, err[-3000:]
     assert "interrupted by SIGTERM; continue from the last checkpoint" in err
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "a worker outlived the run"
