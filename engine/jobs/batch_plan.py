@@ -21,13 +21,11 @@ from typing import Any
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.errors import CycleStreamError, MediaError, OutputError
 from cyclestream.engine.jobs.translate import TranslateOptions
-from cyclestream.engine.media.probe import IMAGE_SUFFIXES
+from cyclestream.engine.media.probe import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from cyclestream.engine.paths import check_not_input
 
 log = logging.getLogger("cyclestream")
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg",
-                            ".mpeg", ".flv", ".wmv", ".3gp", ".ogv", ".mxf", ".y4m"})
 MANIFEST_SUFFIXES = frozenset({".txt", ".list", ".lst"})
 WORK_FOLDER = ".cyclestream"  # under the output folder: records and unfinished segments
 RECORD_VERSION = 1

@@ -24,7 +24,7 @@ from cyclestream.engine.backends import Backend
 from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.checkpoint import LoadedModel, load_model
 from cyclestream.engine.errors import MediaError, OutputError
-from cyclestream.engine.media.animation_video import is_video_path, write_animation_video
+from cyclestream.engine.media.animation_video import is_animation_video_path, write_animation_video
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.images import (
     Picture,
@@ -205,7 +205,7 @@ def translate_images(
     Ctrl-C in a folder job adds a note to the KeyboardInterrupt saying how many images were written."""
     output = Path(output_path)
     jobs = _image_jobs(Path(input_path), output)
-    to_video = len(jobs) == 1 and is_video_path(jobs[0][1])  # an animation written as a video
+    to_video = len(jobs) == 1 and is_animation_video_path(jobs[0][1])  # an animation written as a video
     for _src, dst in jobs if not to_video else ():
         output_format(dst)  # a suffix no image format has fails before any work
     backends: dict[tuple[int, int], Backend] = {}  # one prepared backend per image size

@@ -7,6 +7,7 @@ the matrix players assume for its size; each frame lasts as long as it did in th
 
 from __future__ import annotations
 
+import itertools
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -21,11 +22,11 @@ from cyclestream.engine.media.sinks import EncodeOptions, VideoFileSink
 TRANSFER_SRGB = 13  # IEC 61966-2-1
 SRGB = ColourTags(MATRIX_RGB, RANGE_LIMITED, PRIMARIES_BT709, TRANSFER_SRGB)
 MILLISECONDS = Fraction(1, 1000)
-VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm"})
+ANIMATION_VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm"})  # a translated animation may become
 
 
-def is_video_path(path: str | os.PathLike[str]) -> bool:
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+def is_animation_video_path(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() in ANIMATION_VIDEO_SUFFIXES
 
 
 def write_animation_video(
@@ -38,10 +39,10 @@ def write_animation_video(
 ) -> None:
     """Encode ``translated`` (frames of ``sources``, each shown ``durations[i]`` ms) into ``path``."""
     height, width = translated[0].shape[:2]
-    times = [0, *np.cumsum([max(1, round(d)) for d in durations[:-1]]).tolist()] if durations else []
-    if len(times) != len(translated):
-        times = [i * 100 for i in range(len(translated))]  # no durations: 10 frames a second
-    total = times[-1] + max(1, round(durations[-1])) if durations else times[-1] + 100
+    # each frame's milliseconds (at least 1); without durations, 10 frames a second
+    lengths = [max(1, round(d)) for d in durations] if len(durations) == len(translated) else [100] * len(translated)
+    times = [0, *itertools.accumulate(lengths[:-1])]
+    total = sum(lengths)
     rate = Fraction(len(translated) * 1000, total).limit_denominator(1000)
     info = VideoInfo(width, height, "", MILLISECONDS, rate, len(translated), total / 1000, 0, colour=SRGB)
     sink = VideoFileSink(path, info, options=encode, label=label)

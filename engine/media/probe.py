@@ -15,6 +15,8 @@ from cyclestream.engine.media.colour import ColourTags
 from cyclestream.engine.media.passthrough import main_video_stream
 
 IMAGE_SUFFIXES = frozenset({".png", ".apng", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg",
+                            ".mpeg", ".flv", ".wmv", ".3gp", ".ogv", ".mxf", ".y4m"})  # what a folder search counts
 
 
 @dataclass(frozen=True)
