@@ -8,6 +8,11 @@ Two formats, told apart by their bytes, not their names:
   inferred from the keys and shapes alone;
 * the project's own model file: safetensors weights with JSON metadata in the safetensors header
   (``{"cyclestream": {"generator": GeneratorSpec, "domains": ..., "training": ...}}``).
+
+Nothing is read before ``engine/model_files.py`` has checked the file (a regular file whose declared
+sizes fit in it), and no generator is built for real before its weights were compared, name by name
+and shape by shape, with one built on the meta device: a file cannot make the loader allocate much
+more than its own size.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from torch import nn
 
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.errors import CheckpointError, first_line
+from cyclestream.engine.model_files import ModelFile, check_tensor_bytes, open_model_file, pickled_objects
 from cyclestream.engine.models import GeneratorSpec, build_generator
 
 FORMAT_VERSION = 1
@@ -52,30 +58,13 @@ class LoadedModel:
 # ----------------------------------------------------------------------------- reading files
 
 
-def _sniff(path: Path) -> str:
+def _torch_load(model_file: ModelFile) -> dict[str, torch.Tensor]:
+    path = model_file.path
     try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError as e:
-        raise CheckpointError(f"cannot read model {path}: {e.strerror or e}") from None
-    if len(head) >= 9:
-        header_len = int.from_bytes(head[:8], "little")
-        if head[8:9] == b"{" and 0 < header_len < 100_000_000:
-            return "safetensors"
-    if head[:2] == b"PK" or head[:1] == b"\x80":
-        return "torch"
-    raise CheckpointError(f"{path} is not a model file (neither a PyTorch .pth nor a safetensors file)")
-
-
-def _torch_load(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(model_file.file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Unsupported global" in str(e):  # the weights-only unpickler met a class or function
-            raise CheckpointError(
-                f"{path} holds pickled Python objects, not just weights; refusing to load it "
-                "(checkpoints are read with weights_only=True)"
-            ) from None
+            raise pickled_objects(path) from None
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (damaged pickle)") from None
     except Exception as e:  # torch raises RuntimeError/EOFError/... for damaged archives
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first_line(e)})") from None
@@ -89,7 +78,9 @@ def _torch_load(path: Path) -> dict[str, torch.Tensor]:
             f"{path} looks like a training state with several models ({', '.join(map(str, nested[:4]))}), "
             "not a generator; pass the generator's own model file"
         )
-    return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    check_tensor_bytes(model_file, len(state), sum(v.numel() * v.element_size() for v in state.values()))
+    return state
 
 
 def clean_official_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -158,67 +149,95 @@ def infer_spec(state: dict[str, torch.Tensor]) -> GeneratorSpec:
     raise CheckpointError(f"not a CycleGAN/pix2pix generator state dict (keys start: {sample})")
 
 
-def _load_into(spec: GeneratorSpec, state: dict[str, torch.Tensor], path: Path) -> nn.Module:
-    generator = build_generator(spec)
-    expected = generator.state_dict()
+def _expected_shapes(spec: GeneratorSpec, path: Path) -> dict[str, tuple[int, ...]]:
+    """The state dict shapes of ``spec``'s generator, built on the meta device (nothing allocated)."""
+    try:
+        with torch.device("meta"):
+            generator = build_generator(spec)
+    except Exception as e:  # sizes no tensor can have
+        raise CheckpointError(f"{path}: no {spec.official_name} generator can be built ({first_line(e)})") from None
+    return {k: tuple(v.shape) for k, v in generator.state_dict().items()}
+
+
+def _fitting_keys(spec: GeneratorSpec, shapes: dict[str, tuple[int, ...]], path: Path) -> list[str]:
+    """The keys of ``shapes`` to load into a ``spec`` generator, checked before any weight is read or any
+    generator is built for real: every weight it has, at its shape."""
+    expected = _expected_shapes(spec, path)
     # Old zoo files carry InstanceNorm running stats; nothing in this model wants them.
-    state = {k: v for k, v in state.items() if k in expected or not k.endswith(_STAT_SUFFIXES)}
-    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    unexpected = sorted(set(state) - set(expected))
-    missing = sorted(k for k in set(expected) - set(state) if not k.endswith("num_batches_tracked"))
-    wrong_shape = [k for k in state if k in expected and state[k].shape != expected[k].shape]
+    keys = [k for k in shapes if k in expected or not k.endswith(_STAT_SUFFIXES)]
+    keys = [k for k in keys if not k.endswith("num_batches_tracked")]
+    unexpected = sorted(set(keys) - set(expected))
+    missing = sorted(k for k in set(expected) - set(keys) if not k.endswith("num_batches_tracked"))
+    wrong_shape = [k for k in keys if k in expected and tuple(shapes[k]) != expected[k]]
     if unexpected or missing or wrong_shape:
         detail = (unexpected and f"unexpected {unexpected[:3]}") or (missing and f"missing {missing[:3]}")
         detail = detail or f"shape mismatch at {wrong_shape[:3]}"
         raise CheckpointError(f"{path}: weights do not fit a {spec.official_name} generator ({detail})")
+    return keys
+
+
+def _built(spec: GeneratorSpec, state: dict[str, torch.Tensor]) -> nn.Module:
+    generator = build_generator(spec)
     generator.load_state_dict(state, strict=False)
     return generator.eval()
 
 
-def load_official(path: Path) -> LoadedModel:
-    state = clean_official_state_dict(_torch_load(path))
+def _load_official(model_file: ModelFile) -> LoadedModel:
+    state = clean_official_state_dict(_torch_load(model_file))
     spec = infer_spec(state)
-    generator = _load_into(spec, {k: v.float() for k, v in state.items()}, path)
-    return LoadedModel(generator, spec, path, "official", {"source": "pytorch-CycleGAN-and-pix2pix"})
+    keys = _fitting_keys(spec, {k: tuple(v.shape) for k, v in state.items()}, model_file.path)
+    generator = _built(spec, {k: state[k].float() for k in keys})
+    return LoadedModel(generator, spec, model_file.path, "official", {"source": "pytorch-CycleGAN-and-pix2pix"})
 
 
-def read_metadata(path: Path) -> dict[str, Any]:
-    """The JSON metadata of a cyclestream model file."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get(METADATA_KEY)
-    except Exception as e:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
+def _metadata(model_file: ModelFile) -> dict[str, Any]:
+    path = model_file.path
+    if model_file.kind != "safetensors":
+        raise CheckpointError(f"{path} is not a safetensors file")
+    raw = model_file.metadata.get(METADATA_KEY)
     if raw is None:
         raise CheckpointError(f"{path} is a safetensors file without cyclestream metadata (no generator spec)")
     try:
         meta = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: damaged cyclestream metadata ({e})") from None
-    if "generator" not in meta:
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"{path}: damaged cyclestream metadata ({first_line(e)})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("generator"), dict):
         raise CheckpointError(f"{path}: metadata names no generator architecture")
     return meta
 
 
-def load_cyclestream(path: Path) -> LoadedModel:
-    meta = read_metadata(path)
-    spec = GeneratorSpec.from_dict(meta["generator"])
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON metadata of a cyclestream model file."""
+    with open_model_file(path) as model_file:
+        return _metadata(model_file)
+
+
+def _load_cyclestream(model_file: ModelFile) -> LoadedModel:
+    path = model_file.path
+    meta = _metadata(model_file)
+    try:
+        spec = GeneratorSpec.from_dict(meta["generator"])
+    except TypeError as e:
+        raise CheckpointError(f"{path}: damaged generator metadata ({first_line(e)})") from None
+    if spec.n_blocks > len(model_file.tensors):  # every block has weights: its modules are not even built
+        raise CheckpointError(f"{path}: metadata declares {spec.n_blocks} blocks for {len(model_file.tensors)} tensors")
+    keys = _fitting_keys(spec, model_file.tensors, path)
     try:
         with safe_open(str(path), framework="pt") as f:
-            state = {k: f.get_tensor(k).float() for k in f.keys()}
+            state = {k: f.get_tensor(k).float() for k in keys}
     except Exception as e:
-        raise CheckpointError(f"{path}: cannot read weights ({e})") from None
-    return LoadedModel(_load_into(spec, state, path), spec, path, "cyclestream", meta)
+        raise CheckpointError(f"{path}: cannot read weights ({first_line(e)})") from None
+    return LoadedModel(_built(spec, state), spec, path, "cyclestream", meta)
 
 
 def load_model(path: str | os.PathLike[str]) -> LoadedModel:
-    """Load any supported generator file; raises CheckpointError with a one-line reason otherwise."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"model file not found: {path}")
-    if path.is_dir():
-        raise CheckpointError(f"model path is a folder, not a file: {path}")
-    return load_cyclestream(path) if _sniff(path) == "safetensors" else load_official(path)
+    """Load any supported generator file; raises CheckpointError with a one-line reason otherwise.
+
+    Only a regular file is opened, and only after the sizes it declares fit in it (engine/model_files.py)."""
+    with open_model_file(path) as model_file:
+        if model_file.kind == "safetensors":
+            return _load_cyclestream(model_file)
+        return _load_official(model_file)
 
 
 def save_model(

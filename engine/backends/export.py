@@ -16,23 +16,36 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import shutil
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from cyclestream.engine.atomic import atomic_output
-from cyclestream.engine.backends.cache import ShapeProfile, default_cache_dir, model_digest, onnx_cache_path
+from cyclestream.engine.backends.cache import (
+    ShapeProfile,
+    checked_entry,
+    default_cache_dir,
+    discard_entry,
+    entry_lock,
+    model_digest,
+    onnx_cache_path,
+    onnx_key,
+    store_entry,
+)
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import BackendError, first_line
 from cyclestream.engine.models import GeneratorSpec
 
 log = logging.getLogger("cyclestream")
+T = TypeVar("T")
 
 OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "input", "output"
@@ -65,6 +78,21 @@ def onnx_op_counts(path: Path) -> dict[str, int]:
 
     graph = onnx.load(str(path), load_external_data=False).graph
     return dict(Counter(node.op_type for node in graph.node))
+
+
+def external_data_files(path: Path) -> list[str]:
+    """The files the graph at ``path`` keeps weights in besides itself (none for an export under 2 GB)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    found = {
+        entry.value
+        for tensor in graph.initializer
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    return sorted(found)
 
 
 def example_input(spec: GeneratorSpec, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -200,6 +228,10 @@ def export_onnx(
                 _export_torchscript(generator, x, tmp, opset)
             except Exception as e2:
                 raise BackendError(f"ONNX export failed with both exporters: {first_line(e2)}") from e2
+    if external := external_data_files(path):  # named after the temporary file, which is gone
+        for name in [path.name, *(n for n in external if Path(n).name == n)]:
+            (path.parent / name).unlink(missing_ok=True)
+        raise BackendError("the ONNX graph of this model is over 2 GB (its weights would need a file of their own)")
     report = OnnxExport(path, used, precision, time.perf_counter() - t0, onnx_op_counts(path))
     expected = count_instance_norms(model.generator)
     if report.instance_norms != expected:
@@ -212,18 +244,83 @@ def export_onnx(
     return report
 
 
+def _onnx_entry(
+    model: LoadedModel, precision: str, cache_dir: Path | None, digest: str | None
+) -> tuple[Path, dict[str, object]]:
+    """Where the model's graph is cached and what its record must say it was made from."""
+    digest = digest or model_digest(model)
+    path = onnx_cache_path(cache_dir or default_cache_dir(), digest, precision, OPSET)
+    return path, onnx_key(digest, precision, OPSET)
+
+
+def _cached_onnx(model: LoadedModel, precision: str, cache_dir: Path | None, digest: str | None) -> tuple[Path, bool]:
+    """The cached graph and whether it was exported just now."""
+    path, key = _onnx_entry(model, precision, cache_dir, digest)
+    with entry_lock(path):
+        if checked_entry(path, key) is not None:
+            log.debug("ONNX graph from the cache: %s", path)
+            return path, False
+        log.info("exporting %s to ONNX (%s, once; cached in %s)", model.spec.official_name, precision, path.parent)
+        reports: list[OnnxExport] = []
+        store_entry(path, key, lambda tmp: reports.append(export_onnx(model, tmp, precision)))
+    log.info("ONNX export done in %.1f s (%s exporter)", reports[0].seconds, reports[0].exporter)
+    return path, True
+
+
 def cached_onnx(
     model: LoadedModel, precision: str = "fp32", cache_dir: Path | None = None, digest: str | None = None
 ) -> Path:
-    """The model's ONNX graph from the cache, exported there first if missing (once per model)."""
-    cache_dir = cache_dir or default_cache_dir()
-    path = onnx_cache_path(cache_dir, digest or model_digest(model), precision, OPSET)
-    if path.is_file():
-        log.debug("ONNX graph from the cache: %s", path)
-        return path
-    log.info("exporting %s to ONNX (%s, once; cached in %s)", model.spec.official_name, precision, path.parent)
-    report = export_onnx(model, path, precision)
-    log.info("ONNX export done in %.1f s (%s exporter)", report.seconds, report.exporter)
+    """The model's ONNX graph from the cache, exported there first if missing (once per model) or if the
+    cached one no longer matches its record (engine/backends/cache.py)."""
+    return _cached_onnx(model, precision, cache_dir, digest)[0]
+
+
+def open_cached_onnx(
+    model: LoadedModel,
+    open_graph: Callable[[Path], T],
+    precision: str = "fp32",
+    cache_dir: Path | None = None,
+    digest: str | None = None,
+    damaged: type[Exception] | tuple[type[Exception], ...] = Exception,
+) -> T:
+    """``open_graph`` (a session, a compiled model) on the model's cached ONNX graph.  A cached graph that
+    fails to open (with a ``damaged`` exception) is removed with a warning and exported again, once: a
+    damaged entry never fails every later run; a graph that fails just after its export is a real error."""
+    path, fresh = _cached_onnx(model, precision, cache_dir, digest)
+    try:
+        return open_graph(path)
+    except damaged as e:
+        if fresh:
+            raise
+        with entry_lock(path):
+            discard_entry(path, f"could not be opened ({first_line(e)})")
+    return open_graph(_cached_onnx(model, precision, cache_dir, digest)[0])
+
+
+def cached_plugin_onnx(
+    model: LoadedModel, precision: str, cache_dir: Path | None = None, digest: str | None = None
+) -> Path:
+    """The plugin graph (``onnx_plugins``: each norm as one TensorRT plugin node) of the model's cached ONNX
+    graph, cached beside it with its own record."""
+    from cyclestream.engine.backends.onnx_plugins import plugin_onnx_path, write_plugin_onnx
+
+    digest = digest or model_digest(model)
+    source = cached_onnx(model, precision, cache_dir, digest)
+    path, key = plugin_onnx_path(source), {**_onnx_entry(model, precision, cache_dir, digest)[1], "graph": "plugins"}
+    with entry_lock(path):
+        if checked_entry(path, key) is None:
+            reports = []
+            store_entry(path, key, lambda tmp: reports.append(write_plugin_onnx(source, tmp)))
+            log.info("plugin graph: %s norms fused (%s)", sum(reports[0].fused.values()), path)
+    return path
+
+
+def store_cached_onnx(model: LoadedModel, graph: Path, precision: str, cache_dir: Path | None = None) -> Path:
+    """Put a graph ``export_onnx`` wrote elsewhere into the cache (with its record), where the ONNX backends
+    find it; returns its cache path."""
+    path, key = _onnx_entry(model, precision, cache_dir, None)
+    with entry_lock(path):
+        store_entry(path, key, lambda tmp: shutil.copyfile(graph, tmp))
     return path
 
 

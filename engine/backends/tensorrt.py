@@ -12,7 +12,7 @@ Three ways to build the engine, tried in this order; all give raw engine bytes r
 - ``plugins`` — torch-tensorrt (dynamo), ≥ 2.13: older versions generate a plugin shape function that
   calls the op without its attributes, so this variant is skipped there with that reason
   (``variant_unavailable``).  The generator's norms are swapped for the fused Triton
-  kernels (``cyclestream.kernels.fuse_kernels``: IN+ReLU and IN+residual-add as single custom ops),
+  kernels (``cyclestream.engine.models.fuse.fuse_kernels``: IN+ReLU and IN+residual-add as single custom ops),
   the model is ``torch.export``-ed over the shape profile, and each ``cyclestream::instance_norm_*``
   op becomes a TensorRT plugin through torch-tensorrt's automatic plugin generation on TensorRT's
   Python plugin API (Quick Deployable Plugins, TensorRT ≥ 10.7): at run time TensorRT calls back
@@ -51,12 +51,13 @@ from cyclestream.engine.backends.cache import (
     EngineKey,
     ShapeProfile,
     default_cache_dir,
+    discard_entry,
+    entry_lock,
     find_engine,
     model_digest,
     store_engine,
 )
-from cyclestream.engine.backends.export import INPUT_NAME, cached_onnx, export_program
-from cyclestream.engine.backends.onnx_plugins import plugin_onnx_path, write_plugin_onnx
+from cyclestream.engine.backends.export import INPUT_NAME, cached_plugin_onnx, export_program, open_cached_onnx
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import BackendError, first_line
 
@@ -206,7 +207,7 @@ def build_with_plugins(model: LoadedModel, profile: ShapeProfile, precision: str
     """torch-tensorrt engine with the Triton kernels as plugins (see the module docstring)."""
     import torch_tensorrt
 
-    from cyclestream.kernels import fuse_kernels
+    from cyclestream.engine.models.fuse import fuse_kernels
 
     register_plugins()
     dtype = PRECISIONS[precision]
@@ -226,11 +227,19 @@ def build_with_plugins(model: LoadedModel, profile: ShapeProfile, precision: str
     return bytes(data)
 
 
+class OnnxRejected(BackendError):
+    """TensorRT's ONNX parser refused a graph."""
+
+
 def build_native(
     model: LoadedModel, profile: ShapeProfile, precision: str, cache_dir: Path, workspace_gib: float = 4.0
 ) -> bytes:
-    """Plain TensorRT from the ONNX export, native InstanceNormalization (see the module docstring)."""
-    return build_from_onnx(cached_onnx(model, precision, cache_dir), profile, workspace_gib)
+    """Plain TensorRT from the ONNX export, native InstanceNormalization (see the module docstring).
+
+    A cached graph the parser refuses is exported again, once (``open_cached_onnx``)."""
+    return open_cached_onnx(
+        model, lambda path: build_from_onnx(path, profile, workspace_gib), precision, cache_dir, damaged=OnnxRejected
+    )
 
 
 def build_aot(
@@ -238,11 +247,8 @@ def build_aot(
 ) -> bytes:
     """TensorRT from the plugin graph with the native plugin library loaded (see the module docstring)."""
     library = load_plugin_library()
-    onnx_path = cached_onnx(model, precision, cache_dir)
-    plugin_path = plugin_onnx_path(onnx_path)
-    if not plugin_path.is_file():
-        report = write_plugin_onnx(onnx_path, plugin_path)
-        log.info("plugin graph: %s norms fused (%s); plugins from %s", sum(report.fused.values()), report.path, library)
+    plugin_path = cached_plugin_onnx(model, precision, cache_dir)
+    log.info("TensorRT plugins from %s", library)
     return build_from_onnx(plugin_path, profile, workspace_gib)
 
 
@@ -255,7 +261,7 @@ def build_from_onnx(onnx_path: Path, profile: ShapeProfile, workspace_gib: float
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise BackendError(f"TensorRT's ONNX parser rejected the model: {errors}")
+        raise OnnxRejected(f"TensorRT's ONNX parser rejected the model: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     if hasattr(trt.BuilderFlag, "TF32"):  # on by default; fp32 tensors must stay fp32 (the fp32 check's tolerance)
@@ -415,14 +421,28 @@ class TensorRTBackend(Backend):
         for runner in self._runners:
             if runner.profile.contains(profile):
                 return runner
-        assert self._model is not None
-        built = get_engine(
-            self._model, profile, self.precision, self.device, self.cache_dir, self.variants, self._digest
-        )
-        with torch.cuda.device(self.device):
-            runner = EngineRunner(built.path.read_bytes(), built.key.variant, built.key.profile)
+        model = self._model
+        assert model is not None
+
+        def engine() -> BuiltEngine:
+            return get_engine(model, profile, self.precision, self.device, self.cache_dir, self.variants, self._digest)
+
+        built = engine()
+        try:
+            runner = self._load(built)
+        except (BackendError, OSError) as e:
+            if built.seconds:  # built just now: a real failure
+                raise
+            # a cached engine that matches its record and still does not load: built again, once
+            with entry_lock(built.path):
+                discard_entry(built.path, f"could not be loaded ({first_line(e)})")
+            runner = self._load(engine())
         self._runners.append(runner)
         return runner
+
+    def _load(self, built: BuiltEngine) -> EngineRunner:
+        with torch.cuda.device(self.device):
+            return EngineRunner(built.path.read_bytes(), built.key.variant, built.key.profile)
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         assert self._model is not None, "prepare() first"
