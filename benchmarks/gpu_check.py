@@ -208,7 +208,7 @@ def prepare_generator(model: LoadedModel, variant: str, device: str = "cuda") ->
     "eager+kernels" has the fused Triton kernels, "compile[+cudagraphs]" is torch.compile of the plain one."""
     generator = copy.deepcopy(model.generator).to(device).eval()
     if variant == "eager+kernels":
-        from cyclestream.kernels import fuse_kernels
+        from cyclestream.engine.models.fuse import fuse_kernels
 
         generator = fuse_kernels(generator, mode="triton")
     generator = generator.to(memory_format=torch.channels_last)

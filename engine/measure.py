@@ -10,6 +10,10 @@ from collections.abc import Callable
 
 import torch
 
+from cyclestream.kernels.timing import cuda_ms
+
+__all__ = ["cuda_ms", "frames_relative_l2", "relative_l2", "time_calls"]  # cuda_ms lives with the kernels
+
 
 def time_calls(fn: Callable[[], object], warmup: int = 1, repeats: int = 5, min_time: float = 0.0) -> list[float]:
     """Seconds per call of ``fn()`` on the host clock: ``warmup`` untimed calls, then ``repeats`` rounds
@@ -27,21 +31,6 @@ def time_calls(fn: Callable[[], object], warmup: int = 1, repeats: int = 5, min_
             if time.perf_counter() - start >= min_time:
                 break
     return times
-
-
-def cuda_ms(fn: Callable[..., object], *args: object, reps: int = 20, warmup: int = 3) -> float:
-    """Median milliseconds per call of ``fn(*args)`` on the current CUDA stream, timed with CUDA events."""
-    for _ in range(warmup):
-        fn(*args)
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn(*args)
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
 
 
 def relative_l2(out: torch.Tensor, ref: torch.Tensor) -> float:

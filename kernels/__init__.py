@@ -1,10 +1,10 @@
-"""Fused instance-norm kernels (Triton, with PyTorch references) and ``fuse_kernels`` for generators.
+"""Fused instance-norm kernels (Triton, with PyTorch references); ``engine/models/fuse.py`` puts them
+into generators.
 
 Importing this package registers the ``cyclestream::instance_norm_*`` custom ops and imports no
 Triton; the Triton kernels are loaded on the first call that runs them.
 """
 
-from cyclestream.kernels.fuse import FusedInstanceNorm, FusedResnetBlock, fuse_kernels
 from cyclestream.kernels.instance_norm import (
     instance_norm_act,
     instance_norm_act_reference,
@@ -17,9 +17,6 @@ from cyclestream.kernels.instance_norm import (
 )
 
 __all__ = [
-    "FusedInstanceNorm",
-    "FusedResnetBlock",
-    "fuse_kernels",
     "instance_norm_act",
     "instance_norm_act_reference",
     "instance_norm_apply",

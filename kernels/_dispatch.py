@@ -1,7 +1,7 @@
 """Where an instance-norm op runs: the Triton kernels or the PyTorch reference.
 
 This module imports nothing heavy.  Triton is imported only when a Triton path is chosen, through
-``load_triton_kernels``, which turns a missing Triton into a CycleStreamError that says what to
+``load_triton_kernels``, which turns a missing Triton into a KernelError that says what to
 install.
 
 ``impl`` is one of:
@@ -22,7 +22,7 @@ from typing import Literal
 
 import torch
 
-from cyclestream.engine.errors import CycleStreamError
+from cyclestream.kernels.errors import KernelError
 
 Impl = Literal["auto", "triton", "reference"]
 IMPLS: tuple[str, ...] = ("auto", "triton", "reference")
@@ -41,7 +41,7 @@ def triton_installed() -> bool:
 
 def check_impl(impl: str) -> None:
     if impl not in IMPLS:
-        raise CycleStreamError(f"unknown kernel implementation {impl!r} (expected one of {', '.join(IMPLS)})")
+        raise KernelError(f"unknown kernel implementation {impl!r} (expected one of {', '.join(IMPLS)})")
 
 
 def use_triton(x: torch.Tensor, impl: str) -> bool:
@@ -52,11 +52,11 @@ def use_triton(x: torch.Tensor, impl: str) -> bool:
     if impl == "auto":
         return x.is_cuda and x.dtype in TRITON_DTYPES and triton_installed()
     if x.dtype not in TRITON_DTYPES:
-        raise CycleStreamError(f"the Triton kernels take float32, float16 or bfloat16 tensors, got {x.dtype}")
+        raise KernelError(f"the Triton kernels take float32, float16 or bfloat16 tensors, got {x.dtype}")
     if not triton_installed():
-        raise CycleStreamError("the Triton kernels need Triton: pip install triton")
+        raise KernelError("the Triton kernels need Triton: pip install triton")
     if not x.is_cuda and not interpreter_requested():
-        raise CycleStreamError(
+        raise KernelError(
             f"the Triton kernels run on CUDA tensors, got a {x.device.type} tensor; for CPU use "
             "impl='reference', or set TRITON_INTERPRET=1 before the first kernel call (slow, for tests)"
         )
@@ -66,7 +66,7 @@ def use_triton(x: torch.Tensor, impl: str) -> bool:
 def load_triton_kernels() -> ModuleType:
     """The module holding the Triton kernels, imported on first use."""
     if not triton_installed():
-        raise CycleStreamError("the Triton kernels need Triton: pip install triton")
+        raise KernelError("the Triton kernels need Triton: pip install triton")
     from cyclestream.kernels import instance_norm_triton
 
     return instance_norm_triton

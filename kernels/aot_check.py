@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from cyclestream.engine.measure import cuda_ms
 from cyclestream.kernels.cuda_check import SHAPES, TOLERANCE, interpreter_env, random_rows
+from cyclestream.kernels.timing import cuda_ms
 
 DTYPES = {"fp32": (torch.float32, 0), "fp16": (torch.float16, 1)}  # torch dtype, cs_dtype
 CHECKED = ("1x1 rows", "odd 33x47", "256² trunk", "1080p trunk")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from cyclestream.engine.measure import cuda_ms
+from cyclestream.kernels.timing import cuda_ms
 
 # (label, shape): rows of one element, odd sizes, the single-pass limit, and the generator's trunks
 # (256 channels at H/4 × W/4) for 256², 512², 720p and 1080p frames.

@@ -19,32 +19,32 @@ from __future__ import annotations
 
 import torch
 
-from cyclestream.engine.errors import CycleStreamError
 from cyclestream.kernels._dispatch import Impl, load_triton_kernels, use_triton
+from cyclestream.kernels.errors import KernelError
 
 ACTS: tuple[str, ...] = ("none", "relu")
 
 
 def _check(x: torch.Tensor, act: str = "none") -> None:
     if x.dim() != 4:
-        raise CycleStreamError(f"instance norm takes N×C×H×W tensors, got shape {tuple(x.shape)}")
+        raise KernelError(f"instance norm takes N×C×H×W tensors, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
-        raise CycleStreamError(f"instance norm takes floating-point tensors, got {x.dtype}")
+        raise KernelError(f"instance norm takes floating-point tensors, got {x.dtype}")
     if act not in ACTS:
-        raise CycleStreamError(f"unknown activation {act!r} (expected None or 'relu')")
+        raise KernelError(f"unknown activation {act!r} (expected None or 'relu')")
 
 
 def _check_stats(x: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor) -> None:
     rows = x.shape[0] * x.shape[1]
     if mean.numel() != rows or rstd.numel() != rows:
-        raise CycleStreamError(
+        raise KernelError(
             f"mean and rstd need N×C = {rows} values each, got {mean.numel()} and {rstd.numel()}"
         )
 
 
 def _check_skip(x: torch.Tensor, skip: torch.Tensor | None) -> None:
     if skip is not None and skip.shape != x.shape:
-        raise CycleStreamError(f"skip must have the input's shape {tuple(x.shape)}, got {tuple(skip.shape)}")
+        raise KernelError(f"skip must have the input's shape {tuple(x.shape)}, got {tuple(skip.shape)}")
 
 
 def _act_name(act: str | None) -> str:

@@ -37,8 +37,8 @@ import triton
 import triton.language as tl
 from triton.runtime.interpreter import InterpretedFunction
 
-from cyclestream.engine.errors import CycleStreamError
 from cyclestream.kernels._dispatch import TRITON_DTYPES
+from cyclestream.kernels.errors import KernelError
 
 ROW_MAX = 16384  # elements a single-pass program holds in registers (a 128×128 trunk row)
 TILE = 4096  # elements per program in the split path
@@ -184,13 +184,13 @@ class Layout:
 def layout_of(x: torch.Tensor) -> Layout:
     """The layout of a contiguous NCHW or channels_last tensor (others: make them contiguous first)."""
     if x.dim() != 4:
-        raise CycleStreamError(f"instance norm kernels take N×C×H×W tensors, got shape {tuple(x.shape)}")
+        raise KernelError(f"instance norm kernels take N×C×H×W tensors, got shape {tuple(x.shape)}")
     n, c, h, w = x.shape
     if x.is_contiguous():
         return Layout(n, c, h * w, c * h * w, h * w, 1)
     if x.is_contiguous(memory_format=torch.channels_last):
         return Layout(n, c, h * w, c * h * w, 1, c)
-    raise CycleStreamError("instance norm kernels take contiguous NCHW or channels_last tensors")
+    raise KernelError("instance norm kernels take contiguous NCHW or channels_last tensors")
 
 
 def dense(x: torch.Tensor) -> torch.Tensor:
@@ -258,9 +258,9 @@ def plan_for(
 
 def _check_input(x: torch.Tensor) -> None:
     if x.dtype not in TRITON_DTYPES:
-        raise CycleStreamError(f"Triton instance norm supports float32, float16 and bfloat16, got {x.dtype}")
+        raise KernelError(f"Triton instance norm supports float32, float16 and bfloat16, got {x.dtype}")
     if not x.is_cuda and not isinstance(_apply_kernel, InterpretedFunction):
-        raise CycleStreamError(
+        raise KernelError(
             "the Triton kernels were built for the GPU: set TRITON_INTERPRET=1 before the first kernel "
             "call to run them on CPU tensors"
         )
@@ -270,7 +270,7 @@ def _output(x: torch.Tensor, layout: Layout, dtype: torch.dtype, out: torch.Tens
     if out is None:
         return torch.empty(x.shape, dtype=dtype, device=x.device, memory_format=layout.memory_format)
     if out.shape != x.shape or out.dtype != dtype or out.device != x.device or layout_of(out) != layout:
-        raise CycleStreamError("out must match the input's shape, device and memory format, and the op's dtype")
+        raise KernelError("out must match the input's shape, device and memory format, and the op's dtype")
     return out
 
 
@@ -283,7 +283,7 @@ def _stats_buffers(x: torch.Tensor, layout: Layout) -> tuple[torch.Tensor, torch
 
 def _act_code(act: str) -> int:
     if act not in ACT_CODES:
-        raise CycleStreamError(f"unknown activation {act!r} (expected one of {', '.join(ACT_CODES)})")
+        raise KernelError(f"unknown activation {act!r} (expected one of {', '.join(ACT_CODES)})")
     return ACT_CODES[act]
 
 
@@ -333,7 +333,7 @@ def _skip_like(skip: torch.Tensor | None, x: torch.Tensor, layout: Layout) -> to
     if skip is None:
         return None
     if skip.shape != x.shape or skip.device != x.device:
-        raise CycleStreamError(
+        raise KernelError(
             f"skip must have the input's shape and device, got {tuple(skip.shape)} on {skip.device} "
             f"for {tuple(x.shape)} on {x.device}"
         )
@@ -360,7 +360,7 @@ def apply(
     _check_input(x)
     layout = layout_of(x)
     if mean.numel() != layout.rows or rstd.numel() != layout.rows:
-        raise CycleStreamError(f"mean and rstd need N×C = {layout.rows} values each")
+        raise KernelError(f"mean and rstd need N×C = {layout.rows} values each")
     mean = mean.to(device=x.device, dtype=torch.float32).contiguous()
     rstd = rstd.to(device=x.device, dtype=torch.float32).contiguous()
     skip = _skip_like(skip, x, layout)

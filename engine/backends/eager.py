@@ -35,7 +35,7 @@ class EagerBackend(Backend):
         self.precision = precision
         generator = model.generator.to(self.device).eval()
         if self.kernels != "off":
-            from cyclestream.kernels import fuse_kernels
+            from cyclestream.engine.models.fuse import fuse_kernels
 
             generator = fuse_kernels(generator, mode=self.kernels)  # type: ignore[arg-type]
         if self.channels_last:

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import av
 
+from cyclestream.engine.channel import Channel, Stopped
 from cyclestream.engine.errors import MediaError
 from cyclestream.engine.media.colour import ColourTags
 from cyclestream.engine.media.frame import VideoFrame
 from cyclestream.engine.media.live_input import LiveConnection, SourceStopped, open_live
 from cyclestream.engine.media.probe import VideoInfo
-from cyclestream.engine.pipeline import Channel, Stopped
 
 log = logging.getLogger("cyclestream")
 

@@ -28,6 +28,7 @@ from torch import nn
 from cyclestream.engine.errors import CycleStreamError
 from cyclestream.engine.models.resnet import ResnetBlock
 from cyclestream.kernels import _dispatch
+from cyclestream.kernels.errors import KernelError
 from cyclestream.kernels.instance_norm import instance_norm_act, instance_norm_residual
 
 
@@ -96,7 +97,10 @@ def fuse_kernels(generator: nn.Module, mode: _dispatch.Impl = "auto") -> nn.Modu
     ``mode`` is the ops' ``impl``: ``"auto"`` (Triton on CUDA, PyTorch elsewhere), ``"triton"`` or
     ``"reference"``.  Returns ``generator``; calling it again only changes the mode of fused modules.
     """
-    _dispatch.check_impl(mode)
+    try:
+        _dispatch.check_impl(mode)
+    except KernelError as e:
+        raise CycleStreamError(str(e)) from None
     if mode == "triton" and not _dispatch.triton_installed():
         raise CycleStreamError("fuse_kernels(mode='triton') needs Triton: pip install triton")
     for module in list(generator.modules()):

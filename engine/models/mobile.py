@@ -8,7 +8,7 @@ instance norm, a pointwise 1×1 — which cuts a block's multiply-adds by about 
 A block is ``conv_block = [pad, sep, norm, relu, (dropout), pad, sep, norm]`` with
 ``sep = [depthwise 3×3, norm, pointwise 1×1]``.  :class:`MobileResnetBlock` is a
 :class:`ResnetBlock` (``x + conv_block(x)``), so the fused instance-norm kernels
-(cyclestream.kernels.fuse) replace its norm+ReLU pairs, its inner norms and its norm+residual tail
+(cyclestream.engine.models.fuse) replace its norm+ReLU pairs, its inner norms and its norm+residual tail
 exactly as they do a ResNet's, and ONNX export sees only standard convolutions.
 """
 

@@ -3,7 +3,7 @@
 ``InstanceNorm2d`` is ``nn.InstanceNorm2d(affine=False, track_running_stats=False)`` as the official
 ``--norm instance`` builds it (so it has no state-dict keys), except that under bf16/fp16 it
 computes in fp32 and casts back: half-precision statistics over 65k-element rows lose too much.
-It is also the one place the fused kernels (cyclestream.kernels.fuse) replace.
+It is also the one place the fused kernels (cyclestream.engine.models.fuse) replace.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import torch
 
 from cyclestream.engine.jobs.verify import random_model
 from cyclestream.engine.models import GeneratorSpec
-from cyclestream.kernels import FusedInstanceNorm, FusedResnetBlock
+from cyclestream.engine.models.fuse import FusedInstanceNorm, FusedResnetBlock
 
 GPU_CHECK = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
 PART_NAMES = ["kernels", "aot", "generator", "pipeline", "tensorrt"]

@@ -56,7 +56,7 @@ def test_compile_tensorrt_fails_in_one_line_without_a_gpu(tiny_model: Path, caps
 def test_plugin_graph_is_exportable_over_a_dynamic_profile() -> None:
     """What torch-tensorrt receives on the plugin path: the fused generator, exported over the profile,
     with every instance norm as one cyclestream:: custom op (a plugin) and no aten norm left."""
-    from cyclestream.kernels import fuse_kernels
+    from cyclestream.engine.models.fuse import fuse_kernels
 
     model = random_model(SPEC)
     fused = fuse_kernels(copy.deepcopy(model.generator), "reference").eval()

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from cyclestream.engine.models import GeneratorSpec, build_generator
+from cyclestream.engine.models.fuse import FusedInstanceNorm, FusedResnetBlock, fuse_kernels
 from cyclestream.engine.models.resnet import ResnetBlock
-from cyclestream.kernels import FusedInstanceNorm, FusedResnetBlock, fuse_kernels
 from tests.kernels.helpers import random_input
 
 SPEC = GeneratorSpec(ngf=4, n_blocks=2)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from cyclestream.engine.errors import CycleStreamError
+from cyclestream.kernels.errors import KernelError
 from cyclestream.kernels.instance_norm import (
     instance_norm_act_reference,
     instance_norm_apply_reference,
@@ -217,17 +217,17 @@ def test_plan_heuristic_for_generator_trunks(triton_kernels: ModuleType) -> None
 def test_rejects_what_it_cannot_run(triton_kernels: ModuleType) -> None:
     tk = triton_kernels
     x = random_input(SMALL, seed=14)
-    with pytest.raises(CycleStreamError, match="float32"):
+    with pytest.raises(KernelError, match="float32"):
         tk.normalize(x.double(), EPS)
-    with pytest.raises(CycleStreamError, match="N×C×H×W"):
+    with pytest.raises(KernelError, match="N×C×H×W"):
         tk.normalize(x[0], EPS)
-    with pytest.raises(CycleStreamError, match="skip"):
+    with pytest.raises(KernelError, match="skip"):
         tk.normalize(x, EPS, "none", x[:, :2])
-    with pytest.raises(CycleStreamError, match="activation"):
+    with pytest.raises(KernelError, match="activation"):
         tk.normalize(x, EPS, "gelu")
-    with pytest.raises(CycleStreamError, match="out"):
+    with pytest.raises(KernelError, match="out"):
         tk.normalize(x, EPS, out=torch.empty_like(x).contiguous(memory_format=torch.channels_last))
-    with pytest.raises(CycleStreamError, match="N×C"):
+    with pytest.raises(KernelError, match="N×C"):
         tk.apply(x, torch.zeros(2), torch.ones(2))
     with pytest.raises(ValueError, match="power of two"):
         tk.plan_for(tk.layout_of(x), tile=100)

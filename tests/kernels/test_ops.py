@@ -10,7 +10,6 @@ from types import ModuleType
 import pytest
 import torch
 
-from cyclestream.engine.errors import CycleStreamError
 from cyclestream.kernels import (
     _dispatch,
     instance_norm_act,
@@ -23,6 +22,7 @@ from cyclestream.kernels import (
     instance_norm_stats_reference,
 )
 from cyclestream.kernels import instance_norm as ops
+from cyclestream.kernels.errors import KernelError
 from tests.kernels.helpers import random_input, tolerance
 
 OP_NAMES = ("instance_norm_act", "instance_norm_residual", "instance_norm_stats", "instance_norm_apply")
@@ -96,22 +96,23 @@ def test_auto_on_cpu_never_runs_triton(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ops, "load_triton_kernels", fail)
     x = random_input((1, 2, 3, 4), seed=26)
     torch.testing.assert_close(instance_norm_act(x, "relu", impl="auto"), instance_norm_act_reference(x, "relu"))
-    expected = (AssertionError, "Triton path taken") if _dispatch.triton_installed() else (CycleStreamError, "pip")
+    expected = (AssertionError, "Triton path taken") if _dispatch.triton_installed() else (KernelError, "pip")
     with pytest.raises(expected[0], match=expected[1]):  # the patch is where "triton" would go
         instance_norm_act(x, "relu", impl="triton")
 
 
 def test_missing_triton_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cyclestream.engine.errors import CycleStreamError
     from cyclestream.engine.models import GeneratorSpec, build_generator
-    from cyclestream.kernels import fuse_kernels
+    from cyclestream.engine.models.fuse import fuse_kernels
 
     monkeypatch.setattr(_dispatch, "triton_installed", lambda: False)
     x = random_input((1, 2, 3, 4), seed=27)
-    with pytest.raises(CycleStreamError, match="pip install triton"):
+    with pytest.raises(KernelError, match="pip install triton"):
         instance_norm_act(x, impl="triton")
-    with pytest.raises(CycleStreamError, match="pip install triton"):
+    with pytest.raises(KernelError, match="pip install triton"):
         _dispatch.load_triton_kernels()
-    with pytest.raises(CycleStreamError, match="pip install triton"):
+    with pytest.raises(CycleStreamError, match="pip install triton"):  # the engine's error, from the fusion
         fuse_kernels(build_generator(GeneratorSpec(ngf=2, n_blocks=1)), mode="triton")
     instance_norm_act(x, impl="auto")  # auto falls back to the reference without complaint
 
@@ -120,23 +121,23 @@ def test_cpu_triton_without_the_interpreter_is_a_clear_error(monkeypatch: pytest
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     if not _dispatch.triton_installed():
         pytest.skip("triton is not installed")
-    with pytest.raises(CycleStreamError, match="TRITON_INTERPRET=1"):
+    with pytest.raises(KernelError, match="TRITON_INTERPRET=1"):
         instance_norm_act(random_input((1, 2, 3, 4)), impl="triton")
 
 
 def test_bad_arguments_are_clear_errors() -> None:
     x = random_input((1, 2, 3, 4), seed=28)
-    with pytest.raises(CycleStreamError, match="implementation"):
+    with pytest.raises(KernelError, match="implementation"):
         instance_norm_act(x, impl="cuda")
-    with pytest.raises(CycleStreamError, match="activation"):
+    with pytest.raises(KernelError, match="activation"):
         instance_norm_act(x, "gelu")
-    with pytest.raises(CycleStreamError, match="N×C×H×W"):
+    with pytest.raises(KernelError, match="N×C×H×W"):
         instance_norm_act(x[0])
-    with pytest.raises(CycleStreamError, match="N×C"):
+    with pytest.raises(KernelError, match="N×C"):
         instance_norm_apply(x, torch.zeros(3), torch.ones(3))
-    with pytest.raises(CycleStreamError, match="skip"):
+    with pytest.raises(KernelError, match="skip"):
         instance_norm_residual(x, x[:, :, :1, :1])  # no broadcasting, whichever the implementation
-    with pytest.raises(CycleStreamError, match="float32"):
+    with pytest.raises(KernelError, match="float32"):
         instance_norm_act(x.double(), impl="triton")
 
 
@@ -150,7 +151,8 @@ def test_importing_the_package_does_not_import_triton() -> None:
     code = (
         "import sys, torch\n"
         "import cyclestream.kernels as k\n"
-        "k.fuse_kernels(torch.nn.Sequential(torch.nn.InstanceNorm2d(2), torch.nn.ReLU()))\n"
+        "from cyclestream.engine.models.fuse import fuse_kernels\n"
+        "fuse_kernels(torch.nn.Sequential(torch.nn.InstanceNorm2d(2), torch.nn.ReLU()))\n"
         "assert 'triton' not in sys.modules, 'import or fusion imported triton'\n"
         "k.instance_norm_act(torch.randn(1, 2, 3, 4), 'relu')\n"
         "assert 'cyclestream.kernels.instance_norm_triton' not in sys.modules, 'kernels loaded'\n"
