@@ -5,7 +5,8 @@ prepare one backend for up to ``max_clients`` frames a call, shared by every cli
 (``SharedBackend``: one model thread) → run the asyncio loop with the aiohttp app on the calling thread
 until Ctrl-C/SIGTERM (or ``stop``) → disconnect every client, stop the model thread, close the backend.
 Each client runs the live pipeline (newest frame first, bounded latency, ``--temporal``) on its own
-thread; see ``engine/serve/``.
+thread; see ``engine/serve/``.  Each start draws a new token, which the printed URL carries
+(``http://HOST:PORT/#token=…``) and every request but the page's must send (``engine/serve/access.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import errno
 import logging
 import os
+import secrets
 import signal
 import socket
 import ssl
@@ -33,6 +35,7 @@ from cyclestream.engine.backends.options import prepare_backend
 from cyclestream.engine.backends.shared import SharedBackend
 from cyclestream.engine.checkpoint import load_model
 from cyclestream.engine.errors import CycleStreamError
+from cyclestream.engine.serve.access import TOKEN_PARAMETER, Access, is_loopback, server_names
 from cyclestream.engine.serve.options import ServeOptions
 from cyclestream.engine.signals import Terminated
 from cyclestream.engine.temporal import make_stabiliser
@@ -47,7 +50,7 @@ QUIET_LIBRARIES = ("aioice", "aiortc", "aiohttp.access")  # their INFO lines are
 
 @dataclass
 class ServeReport:
-    url: str
+    url: str  # the page's address, without the token (which died with the server)
     served: int
     refused: int
     model_calls: int
@@ -73,7 +76,7 @@ def _import_app() -> type[ServeApp]:
     try:
         from cyclestream.engine.serve.app import ServeApp
     except ModuleNotFoundError as e:
-        if e.name and e.name.split(".")[0] in ("aiortc", "aiohttp", "aioice", "pylibsrtp"):
+        if e.name and e.name.split(".")[0] in ("aiortc", "aiohttp", "aioice", "pylibsrtp", "ifaddr"):
             raise CycleStreamError(f"serve needs {e.name}: pip install 'cyclestream[serve]'") from None
         raise
     return ServeApp
@@ -115,6 +118,12 @@ def _url(sock: socket.socket, host: str, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{shown}:{port}/"
 
 
+def _access(sock: socket.socket, options: ServeOptions) -> Access:
+    bound, port = sock.getsockname()[:2]
+    names = server_names(bound, port, options.host, options.allowed_hosts or ())
+    return Access(token=secrets.token_urlsafe(24), names=names)
+
+
 def _time_one_frame(backend: Backend, width: int, height: int) -> float:
     """Seconds for one frame (the second of two calls: the first of a new batch size sets things up)."""
     frame = torch.zeros((1, height, width, 3), dtype=torch.uint8)
@@ -140,7 +149,7 @@ def run_serve(
 ) -> ServeReport:
     """Serve the page until Ctrl-C/SIGTERM/SIGHUP (then KeyboardInterrupt, or Terminated, is raised once
     every client is disconnected) or until ``stop`` is set (then the report is returned).  ``on_ready``
-    gets the URL and the app once the model is prepared and the page answers."""
+    gets the URL (with its token, as printed) and the app once the model is prepared and the page answers."""
     _check_options(options)
     serve_app = _import_app()
     _quiet_libraries()
@@ -152,12 +161,14 @@ def run_serve(
     signals: list[int] = []  # the signals that stopped the server
     try:
         url = _url(sock, options.host, ssl_context is not None)
+        access = _access(sock, options)
         run = dataclasses.replace(options.run, size=None, batch_size=options.max_clients * options.run.batch_size)
         backend = prepare_backend(model, run, height, width)
         log.info("model: %.0f ms a frame at %dx%d", 1000 * _time_one_frame(backend, width, height), width, height)
         shared = SharedBackend(backend, streams=1)
         name = Path(str(options.model)).name
-        app = asyncio.run(_serve(options, sock, ssl_context, shared, url, name, serve_app, on_ready, stop, signals))
+        app = asyncio.run(_serve(options, sock, ssl_context, shared, url, access, name, serve_app, on_ready, stop,
+                                 signals))
         report = ServeReport(url, app.served, app.refused, shared.calls, shared.frames)
     finally:
         if shared is not None:
@@ -181,6 +192,7 @@ async def _serve(
     ssl_context: ssl.SSLContext | None,
     shared: SharedBackend,
     url: str,
+    access: Access,
     model_name: str,
     serve_app: type[ServeApp],
     on_ready: Callable[[str, ServeApp], None] | None,
@@ -189,21 +201,26 @@ async def _serve(
 ) -> ServeApp:
     from aiohttp import web
 
+    from cyclestream.engine.serve.connections import OneLineLogger
+
     stopping = stop or threading.Event()
-    app = serve_app(options, shared, options.size, model_name)
-    runner = web.AppRunner(app.app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+    app = serve_app(options, shared, options.size, model_name, access)
+    runner = web.AppRunner(app.app, handle_signals=False, access_log=None, shutdown_timeout=1.0,
+                           logger=OneLineLogger())
     await runner.setup()
     restore = _handle_signals(asyncio.get_running_loop(), stopping, signals)
+    server = None
     try:
-        await web.SockSite(runner, sock, ssl_context=ssl_context).start()
-        log.info("serving %s: open it in a browser to see your camera translated (up to %d at once; Ctrl-C to stop)",
-                 url, options.max_clients)
-        if ssl_context is None and options.host not in _LOCAL:
-            log.info("browsers open the camera only on https:// or http://localhost: from another machine use "
-                     "--certfile/--keyfile, or a tunnel (ssh -L %d:localhost:%d THIS-HOST) and http://localhost:%d/",
-                     sock.getsockname()[1], sock.getsockname()[1], sock.getsockname()[1])
+        server = await asyncio.get_running_loop().create_server(
+            app.connections.protocol_factory(runner.server), sock=sock, ssl=ssl_context,  # type: ignore[arg-type]
+            ssl_handshake_timeout=options.http.head_timeout if ssl_context is not None else None,
+        )
+        printed = f"{url}#{TOKEN_PARAMETER}={access.token}"
+        log.info("serving %s (open it in a browser to see your camera translated; up to %d at once; Ctrl-C to stop)",
+                 printed, options.max_clients)
+        _warn_if_exposed(options, sock, model_name, access.token, ssl_context is not None)
         if on_ready is not None:
-            on_ready(url, app)
+            on_ready(printed, app)
         while not stopping.is_set():
             await asyncio.sleep(0.1)
         if app.clients:
@@ -211,11 +228,30 @@ async def _serve(
         await app.close()
     finally:
         restore()
+        if server is not None:
+            server.close()
         await runner.cleanup()
     return app
 
 
-_LOCAL = ("127.0.0.1", "localhost", "::1")
+def _warn_if_exposed(options: ServeOptions, sock: socket.socket, model_name: str, token: str, tls: bool) -> None:
+    """One warning naming what is reachable when the server listens beyond this machine."""
+    bound, port = sock.getsockname()[:2]
+    if is_loopback(bound):
+        return
+    where = "every interface" if bound in ("0.0.0.0", "::") else bound
+    log.warning(
+        "listening on %s, beyond this machine: whoever can reach port %d and has the address above (its token) "
+        "can send video to the model, take its %d places, and read /config (model %s, backend, frame size) "
+        "and /status (clients and their statistics); share it only with those you mean to%s",
+        where, port, options.max_clients, model_name,
+        "" if tls else "; over plain http the token and the signalling cross the network unencrypted: use "
+        f"--certfile/--keyfile, or keep --host 127.0.0.1 and tunnel (ssh -L {port}:localhost:{port} THIS-HOST)",
+    )
+    if not tls:
+        log.info("browsers open the camera only on https:// or http://localhost: from another machine use "
+                 "--certfile/--keyfile, or the tunnel above and http://localhost:%d/#%s=%s", port, TOKEN_PARAMETER,
+                 token)
 
 
 def _handle_signals(

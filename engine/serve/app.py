@@ -7,6 +7,11 @@ Routes (nothing else; the page reads no file and loads nothing from elsewhere):
     GET  /status   counts: connected clients, model calls (for monitoring and tests)
     POST /offer    {"sdp", "type": "offer"} → the answer; 503 with a sentence when every place is taken
 
+Every request must be addressed to one of this server's names (``Host``), come from its own page if it
+comes from a page (``Origin``), and, except the page itself, carry this start's token
+(``engine/serve/access.py``); its connection is held to the deadlines of ``engine/serve/connections.py``.
+Whatever is refused is answered with a status and one sentence, and logged in one line.
+
 Signalling is one request: the page gathers its ICE candidates first, so the answer carries all of
 ours too (no trickle).  No STUN or TURN server is used: candidates are this machine's own addresses.
 """
@@ -18,20 +23,24 @@ import itertools
 import logging
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from cyclestream.bundled import ASSETS
 from cyclestream.engine.backends.shared import SharedBackend
+from cyclestream.engine.errors import first_line
 from cyclestream.engine.serve.client import Client
+from cyclestream.engine.serve.connections import ConnectionGuard
+from cyclestream.engine.serve.offer import NO_VIDEO, BadOffer, read_offer
 
 if TYPE_CHECKING:
+    from cyclestream.engine.serve.access import Access
     from cyclestream.engine.serve.options import ServeOptions
 
 log = logging.getLogger("cyclestream")
 
 PAGE = ASSETS / "serve" / "index.html"
-MAX_BODY = 256 * 1024  # an offer is a few kB of SDP
+PUBLIC = "/"  # the page: the one route without the token (the page reads it from its own address)
 CSP = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
     "img-src 'self' data:; media-src 'self' blob: mediastream:; base-uri 'none'; form-action 'none'; "
@@ -49,13 +58,41 @@ async def _headers(request: web.Request, handler: Any) -> web.StreamResponse:
     return response
 
 
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """No traceback for a request: a peer that went away is a debug line; anything else one error line
+    (the traceback with ``--verbose``)."""
+    try:
+        return await handler(request)  # type: ignore[no-any-return]
+    except web.HTTPException:
+        raise
+    except ConnectionError as e:  # nobody is left to read an answer
+        log.debug("%s %s from %s: the peer went away (%s)", request.method, request.path[:100], request.remote,
+                  first_line(e))
+        return _error(400, "the connection was lost")
+    except Exception as e:
+        log.error("cannot answer %s %s from %s: %s: %s", request.method, request.path[:100], request.remote,
+                  type(e).__name__, first_line(e), exc_info=e if log.isEnabledFor(logging.DEBUG) else None)
+        return _error(500, "the server could not answer this request")
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def _refuse(request: web.Request, status: int, reason: str) -> web.Response:
+    log.info("refused %s %s from %s (%d): %s", request.method, request.path[:100], request.remote, status, reason)
+    response = _error(status, reason)
+    if status == 401:
+        response.headers[hdrs.WWW_AUTHENTICATE] = 'Bearer realm="cyclestream"'
+    return response
+
+
 class ServeApp:
-    def __init__(self, options: ServeOptions, shared: SharedBackend, size: tuple[int, int], model: str) -> None:
-        self.options, self.shared, self.size, self.model = options, shared, size, model
+    def __init__(
+        self, options: ServeOptions, shared: SharedBackend, size: tuple[int, int], model: str, access: Access
+    ) -> None:
+        self.options, self.shared, self.size, self.model, self.access = options, shared, size, model, access
         self.clients: dict[int, Client] = {}
         self.served = 0  # clients accepted since the start
         self.refused = 0
@@ -63,7 +100,9 @@ class ServeApp:
         self._closing = False
         self._numbers = itertools.count(1)
         self._page = PAGE.read_bytes()
-        self.app = web.Application(client_max_size=MAX_BODY, middlewares=[_headers])
+        self.connections = ConnectionGuard(options.http)
+        self.app = web.Application(client_max_size=options.http.max_body,
+                                   middlewares=[self.connections.middleware, _headers, _errors, self._access])
         self.app.add_routes([
             web.get("/", self._index),
             web.get("/config", self._config),
@@ -72,6 +111,13 @@ class ServeApp:
         ])
 
     # ------------------------------------------------------------------ routes
+
+    @web.middleware
+    async def _access(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        refusal = self.access.refusal(request, needs_token=request.path != PUBLIC)
+        if refusal is not None:
+            return _refuse(request, *refusal)
+        return await handler(request)  # type: ignore[no-any-return]
 
     async def _index(self, _: web.Request) -> web.Response:
         return web.Response(body=self._page, content_type="text/html", charset="utf-8")
@@ -99,13 +145,18 @@ class ServeApp:
 
     async def _offer(self, request: web.Request) -> web.Response:
         if request.content_type != "application/json":
-            return _error(415, "send the offer as application/json")
+            return _refuse(request, 415, "send the offer as application/json")
+        seconds = self.options.http.body_timeout
         try:
-            params = await request.json()
-        except ValueError:
-            return _error(400, "the offer is not JSON")
-        if not (isinstance(params, dict) and params.get("type") == "offer" and isinstance(params.get("sdp"), str)):
-            return _error(400, 'expected {"sdp": "...", "type": "offer"}')
+            body = await asyncio.wait_for(request.read(), seconds)
+        except asyncio.TimeoutError:
+            response = _refuse(request, 408, f"the offer did not arrive within {seconds:g} s")
+            response.force_close()
+            return response
+        try:
+            sdp = read_offer(body)
+        except BadOffer as e:
+            return _refuse(request, 400, str(e))
         if self._closing:
             return _error(503, "cyclestream is stopping.")
         taken = len(self.clients) + self._answering
@@ -116,11 +167,11 @@ class ServeApp:
                                "Try again when someone leaves.")
         self._answering += 1
         try:
-            return await self._answer(params["sdp"], request.remote or "?")
+            return await self._answer(request, sdp)
         finally:
             self._answering -= 1
 
-    async def _answer(self, sdp: str, remote: str) -> web.Response:
+    async def _answer(self, request: web.Request, sdp: str) -> web.Response:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: nothing is contacted but the page
         number = next(self._numbers)
         client = Client(number, pc, self.shared.client(), self.size, self.options.run.batch_size,
@@ -144,11 +195,11 @@ class ServeApp:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             if not client.has_video:
-                raise ValueError("the offer sends no video: the page sends your camera")
+                raise BadOffer(NO_VIDEO)
             await pc.setLocalDescription(await pc.createAnswer())
-        except Exception as e:  # an offer aiortc cannot parse or answer
+        except Exception as e:  # an offer aiortc cannot answer
             await client.close()
-            return _error(400, f"cannot answer this offer: {e or type(e).__name__}")
+            return _refuse(request, 400, f"cannot answer this offer: {first_line(e)}")
         except BaseException:
             await client.close()
             raise
@@ -159,7 +210,7 @@ class ServeApp:
         self.served += 1
         self.shared.streams = len(self.clients)  # the model waits (briefly) for this many newest frames
         client.start()
-        log.info("client %d connected from %s (%d of %d)", number, remote, len(self.clients),
+        log.info("client %d connected from %s (%d of %d)", number, request.remote, len(self.clients),
                  self.options.max_clients)
         answer = pc.localDescription
         return web.json_response({"sdp": answer.sdp, "type": answer.type, "client": number})

@@ -1,6 +1,9 @@
 """A Python WebRTC client for `serve`: sends known frames, checks what comes back, times the round trip.
 
-    python -m cyclestream.engine.serve.probe http://127.0.0.1:8080/ --size 320x240 --seconds 10
+    cyclestream bench serve 'http://127.0.0.1:8080/#token=…' --size 320x240 --seconds 10
+
+The address is the one the server printed: its token (the fragment, or a ``?token=`` query) goes with
+the offer as ``Authorization: Bearer …``, as the page sends it.
 
 The client sends a cycle of distinct synthetic frames at ``fps`` (the model's output of each is computed
 here first, with the same model file).  Every frame that comes back is matched to the cycle frame
@@ -13,14 +16,12 @@ the input well (``psnr_to_input``).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
-import json
-import sys
 import time
-from dataclasses import asdict, dataclass
+import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,8 +33,10 @@ from aiortc.mediastreams import MediaStreamError
 
 from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.checkpoint import load_model
+from cyclestream.engine.jobs.bench_options import ServeBenchOptions
 from cyclestream.engine.media.synthetic import synthetic_frame
 from cyclestream.engine.media.webrtc import to_av_frame, to_rgb
+from cyclestream.engine.serve.access import TOKEN_PARAMETER
 
 if TYPE_CHECKING:
     import av  # frames come and go through media/webrtc.py
@@ -45,6 +48,15 @@ class Refused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"{status}: {message}")
         self.status, self.message = status, message
+
+
+def endpoint(url: str) -> tuple[str, str]:
+    """The printed address → (the server's base URL ending in ``/``, its token; "" if it has none)."""
+    parts = urllib.parse.urlsplit(url)
+    found = urllib.parse.parse_qs(parts.fragment).get(TOKEN_PARAMETER) or urllib.parse.parse_qs(parts.query).get(
+        TOKEN_PARAMETER
+    )
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, "/", "", "")), found[0] if found else ""
 
 
 def known_frames(count: int, width: int, height: int, client: int = 0) -> list[np.ndarray]:
@@ -135,7 +147,9 @@ async def connect(url: str, images: list[np.ndarray], fps: float) -> Session:
 
     await pc.setLocalDescription(await pc.createOffer())  # aiortc gathers every candidate first
     offer = {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
-    async with ClientSession() as http, http.post(url.rstrip("/") + "/offer", json=offer) as response:
+    base, token = endpoint(url)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with ClientSession() as http, http.post(base + "offer", json=offer, headers=headers) as response:
         answer: dict[str, Any] = await response.json()
     if response.status != 200:
         await pc.close()
@@ -228,50 +242,11 @@ def analyse(session: Session, images: list[np.ndarray], expected: list[np.ndarra
     )
 
 
-def probe(
-    url: str,
-    model: Path,
-    size: tuple[int, int] = (160, 120),
-    seconds: float = 5.0,
-    fps: float = 30.0,
-    clients: int = 1,
-    cycle: int = 30,
-    run: RunOptions | None = None,
-) -> list[ProbeResult]:
-    """Connect ``clients`` at once for ``seconds``; a result per client.  ``size`` must be the server's."""
-    image_sets = [known_frames(cycle, *size, client=k) for k in range(clients)]
-    expected = [expected_outputs(model, images, run) for images in image_sets]
-    sessions = asyncio.run(run_clients(url, image_sets, seconds, fps))
+def probe(url: str, model: Path, *, options: ServeBenchOptions | None = None) -> list[ProbeResult]:
+    """Connect ``options.clients`` at once for ``options.seconds``; a result per client.  ``options.size``
+    must be the server's."""
+    options = options or ServeBenchOptions()
+    image_sets = [known_frames(options.cycle, *options.size, client=k) for k in range(options.clients)]
+    expected = [expected_outputs(model, images, options.run) for images in image_sets]
+    sessions = asyncio.run(run_clients(url, image_sets, options.seconds, options.fps))
     return [analyse(s, images, e) for s, images, e in zip(sessions, image_sets, expected, strict=True)]
-
-
-def _size(text: str) -> tuple[int, int]:
-    """'320x240' → (320, 240)."""
-    width, height = (int(v) for v in text.lower().split("x"))
-    return width, height
-
-
-def main(argv: list[str] | None = None) -> int:
-    from cyclestream.bundled import DEFAULT_MODEL
-
-    p = argparse.ArgumentParser(prog="python -m cyclestream.engine.serve.probe", description=__doc__.split("\n")[0])
-    p.add_argument("url", help="the page's address, e.g. http://127.0.0.1:8080/")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the server's model (for the expected output)")
-    p.add_argument("--size", type=_size, default=(320, 240), help="the server's --size (default 320x240)")
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--fps", type=float, default=30.0)
-    p.add_argument("--clients", type=int, default=1)
-    p.add_argument("--cycle", type=int, default=60,
-                   help="distinct frames sent in a cycle (default 60: two seconds at 30 fps, longer than any "
-                   "round trip, so an answer is never matched to the wrong lap)")
-    p.add_argument("--backend", default="eager", help="backend for the expected output (default eager)")
-    p.add_argument("--precision", default="fp32")
-    args = p.parse_args(argv)
-    results = probe(args.url, args.model, args.size, args.seconds, args.fps, args.clients, args.cycle,
-                    run=RunOptions(backend=args.backend, precision=args.precision))
-    print(json.dumps([asdict(r) for r in results], indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

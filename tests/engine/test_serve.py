@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ pytest.importorskip("aiohttp", reason="serve needs aiohttp: pip install 'cyclest
 from cyclestream.bundled import STUDENT_MODEL
 from cyclestream.cli import main
 from cyclestream.engine.backends.options import RunOptions
+from cyclestream.engine.jobs.bench_options import ServeBenchOptions
 from cyclestream.engine.jobs.serve import ServeOptions, run_serve
 from cyclestream.engine.serve.app import PAGE, ServeApp
 from cyclestream.engine.serve.probe import Refused, analyse, connect, expected_outputs, known_frames, probe
@@ -36,17 +38,37 @@ SIZE = (160, 120)
 CYCLE = 30  # distinct frames each client sends, in a cycle (a second at 30 fps: longer than a round trip)
 
 
+@dataclass(frozen=True)
+class Served:
+    """A running server: the address it printed (with its token) and its app."""
+
+    url: str
+    app: ServeApp
+
+    @property
+    def base(self) -> str:  # http://127.0.0.1:PORT/
+        return self.url.split("#")[0]
+
+    @property
+    def token(self) -> str:
+        return self.url.split("#token=")[1]
+
+    @property
+    def port(self) -> int:
+        return int(self.base.rstrip("/").rsplit(":", 1)[1])
+
+
 @contextlib.contextmanager
-def serving(model: Path, **options: Any) -> Iterator[tuple[str, ServeApp]]:
+def serving(model: Path, **options: Any) -> Iterator[Served]:
     """A server in this process (its asyncio loop on a thread of its own), on a free port."""
     opts = ServeOptions(model=model, port=0, run=RunOptions(backend="eager", size=SIZE), **options)
     stop = threading.Event()
-    ready: list[tuple[str, ServeApp]] = []
+    ready: list[Served] = []
     failed: list[BaseException] = []
 
     def run() -> None:
         try:
-            run_serve(opts, on_ready=lambda url, app: ready.append((url, app)), stop=stop)
+            run_serve(opts, on_ready=lambda url, app: ready.append(Served(url, app)), stop=stop)
         except BaseException as e:
             failed.append(e)
 
@@ -67,16 +89,18 @@ def serving(model: Path, **options: Any) -> Iterator[tuple[str, ServeApp]]:
         assert not failed, failed
 
 
-def get(url: str) -> tuple[int, dict[str, str], bytes]:
+def get(server: Served, path: str = "") -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(server.base + path, headers={"Authorization": f"Bearer {server.token}"})
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(request, timeout=10) as r:
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
 
 
-def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+def post(server: Served, path: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": content_type, "Authorization": f"Bearer {server.token}"}
+    request = urllib.request.Request(server.base + path, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=10) as r:
             return r.status, json.loads(r.read())
@@ -85,8 +109,8 @@ def post(url: str, body: bytes, content_type: str = "application/json") -> tuple
         return e.code, json.loads(text) if e.headers.get_content_type() == "application/json" else {}
 
 
-def status(url: str) -> dict[str, Any]:
-    return json.loads(get(url + "status")[2])
+def status(server: Served) -> dict[str, Any]:
+    return json.loads(get(server, "status")[2])
 
 
 def wait_for(condition: Any, seconds: float, what: str) -> None:
@@ -135,21 +159,21 @@ def test_the_page_loads_nothing_from_elsewhere() -> None:
 
 
 def test_routes_are_fixed_and_offers_are_checked(tiny_model: Path) -> None:
-    with serving(tiny_model, max_clients=2) as (url, _app):
-        code, headers, body = get(url)
+    with serving(tiny_model, max_clients=2) as server:
+        code, headers, body = get(server)
         assert code == 200 and b'<video id="output"' in body
         assert "default-src 'none'" in headers["Content-Security-Policy"]
-        config = json.loads(get(url + "config")[2])
+        config = json.loads(get(server, "config")[2])
         assert (config["width"], config["height"], config["max_clients"]) == (*SIZE, 2)
         for path in ("index.html", "../pyproject.toml", "%2e%2e/%2e%2e/etc/passwd", "assets/serve/index.html"):
-            assert get(url + path)[0] == 404, path  # no file is ever read for the page
-        assert post(url + "offer", b"{not json")[0] == 400
-        assert post(url + "offer", b'{"sdp": 1, "type": "offer"}')[0] == 400
-        assert post(url + "offer", b'{"sdp": "", "type": "offer"}', "text/plain")[0] == 415
-        code, answer = post(url + "offer", json.dumps({"sdp": "v=0\r\n", "type": "offer"}).encode())
-        assert code == 400 and "cannot answer" in answer["error"]
-        assert post(url + "offer", b"x" * 300_000)[0] == 413  # an offer is a few kB
-        assert status(url)["clients"] == 0
+            assert get(server, path)[0] == 404, path  # no file is ever read for the page
+        assert post(server, "offer", b"{not json")[0] == 400
+        assert post(server, "offer", b'{"sdp": 1, "type": "offer"}')[0] == 400
+        assert post(server, "offer", b'{"sdp": "", "type": "offer"}', "text/plain")[0] == 415
+        code, answer = post(server, "offer", json.dumps({"sdp": "v=0\r\n", "type": "offer"}).encode())
+        assert code == 400 and "no media section" in answer["error"]
+        assert post(server, "offer", b"x" * 300_000)[0] == 413  # an offer is a few kB
+        assert status(server)["clients"] == 0
 
 
 # ----------------------------------------------------------------------------- a real WebRTC client
@@ -159,9 +183,9 @@ def test_routes_are_fixed_and_offers_are_checked(tiny_model: Path) -> None:
 def test_returned_frames_are_the_models_output_on_the_frames_sent() -> None:
     """The aiortc client sends 30 distinct frames in a cycle at 30 fps; each frame that comes back must be
     the model's output on one of them (within VP8's loss, twice), not the frame itself."""
-    with serving(STUDENT_MODEL, temporal="off") as (url, _app):
-        [result] = probe(url, STUDENT_MODEL, SIZE, seconds=4.0, cycle=CYCLE)
-        wait_for(lambda: status(url)["clients"] == 0, 10, "the client to be freed")
+    with serving(STUDENT_MODEL, temporal="off") as server:
+        [result] = probe(server.url, STUDENT_MODEL, options=ServeBenchOptions(size=SIZE, seconds=4.0, cycle=CYCLE))
+        wait_for(lambda: status(server)["clients"] == 0, 10, "the client to be freed")
     print(result)
     assert result.received >= 10, result
     assert result.psnr_to_model >= 28.0, result  # measured 33-34 dB
@@ -187,11 +211,11 @@ def test_clients_share_one_model_and_one_more_is_refused_politely() -> None:
                 await session.pc.close()
         return [(s, images) for s, images in zip(sessions, sets, strict=True)], refused.value
 
-    with serving(STUDENT_MODEL, temporal="off", max_clients=2) as (url, app):
-        sessions, refused = asyncio.run(scenario(url))
-        shared = status(url)
-        wait_for(lambda: status(url)["clients"] == 0, 10, "both clients to be freed")
-        assert app.refused == 1
+    with serving(STUDENT_MODEL, temporal="off", max_clients=2) as server:
+        sessions, refused = asyncio.run(scenario(server.url))
+        shared = status(server)
+        wait_for(lambda: status(server)["clients"] == 0, 10, "both clients to be freed")
+        assert server.app.refused == 1
     assert refused.status == 503 and "busy: all 2 places are taken" in refused.message
     for session, images in sessions:  # each client gets the model's output on its own frames
         result = analyse(session, images, expected_outputs(STUDENT_MODEL, images))
@@ -216,9 +240,9 @@ def test_ctrl_c_disconnects_the_clients_and_exits_130(tiny_model: Path) -> None:
             lines.append(line)
             if "serving http://" in line:
                 break
-        match = re.search(r"serving (http://\S+/):", "".join(lines))
+        match = re.search(r"serving (http://\S+/)#token=\S+ ", "".join(lines))
         assert match, "".join(lines)
-        url = match.group(1)
+        url, base = match.group(0).split()[1], match.group(1)
 
         async def connected_then_interrupt() -> int:
             session = await connect(url, known_frames(10, 64, 48), 15.0)
@@ -241,4 +265,4 @@ def test_ctrl_c_disconnects_the_clients_and_exits_130(tiny_model: Path) -> None:
             proc.kill()
     assert code == 130, rest
     assert "stopping: disconnecting 1 client\n" in rest
-    assert f"cyclestream: interrupted; the server at {url} stopped (1 client served)" in rest
+    assert f"cyclestream: interrupted; the server at {base} stopped (1 client served)" in rest

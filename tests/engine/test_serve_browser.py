@@ -1,7 +1,8 @@
 """`cyclestream serve` in a real browser: Debian's chromium, headless, with its fake camera, driven by
-Playwright over the DevTools protocol.  The page connects, translated frames play in ``#output``,
-several tabs share the server, one more is refused politely, and the server keeps serving after the
-browser is killed."""
+Playwright over the DevTools protocol.  The page opened without its token says which address to open;
+opened with it (the printed address) it connects, translated frames play in ``#output``, several tabs
+share the server, one more is refused politely, and the server keeps serving after the browser is
+killed."""
 
 from __future__ import annotations
 
@@ -86,16 +87,22 @@ def plays(page: Any, frames: int = 10, seconds: float = 60) -> int:
 
 @pytest.mark.slow
 def test_browser_tabs_get_translated_video_and_the_server_survives_the_browser(browser: Any) -> None:
-    with serving(STUDENT_MODEL, temporal="on", max_clients=2, client_timeout=3.0) as (url, _app):
+    with serving(STUDENT_MODEL, temporal="on", max_clients=2, client_timeout=3.0) as server:
+        url = server.url  # the page's address with its token, as printed
         chromium, proc = browser()
         context = chromium.contexts[0]
+        bare = context.new_page()  # the address without its token: the page says what to open instead
+        bare.goto(server.base)
+        wait_for(lambda: "#token=" in bare.inner_text("#status"), 30, "the page to ask for the printed address")
+        assert status(server)["clients"] == 0
+        bare.close()
         tabs = [context.new_page() for _ in range(2)]
         for tab in tabs:
             tab.goto(url)
         for tab in tabs:  # both play translated video from the one model
             first = plays(tab)
             assert plays(tab, first + 5, 30) > first
-        assert status(url)["clients"] == 2
+        assert status(server)["clients"] == 2
         wait_for(lambda: re.fullmatch(r"\d+ ms", tabs[0].inner_text("#latency")) is not None, 20, "the latency")
         assert re.fullmatch(r"\d+\.\d", tabs[0].inner_text("#fps")), tabs[0].inner_text("#stats")
         assert "2 of 2 clients" in tabs[0].inner_text("#detail")
@@ -107,8 +114,8 @@ def test_browser_tabs_get_translated_video_and_the_server_survives_the_browser(b
         assert third.inner_text("#status").startswith("cyclestream is busy: all 2 places are taken")
 
         kill(proc)  # no goodbye: the server notices the silence and frees both clients
-        assert get(url + "status")[0] == 200
-        wait_for(lambda: status(url)["clients"] == 0, 30, "the vanished clients to be freed")
+        assert get(server, "status")[0] == 200
+        wait_for(lambda: status(server)["clients"] == 0, 30, "the vanished clients to be freed")
         wait_for(lambda: not client_threads(), 10, "their threads to end")
 
         chromium, proc = browser()  # and it goes on serving
