@@ -1,5 +1,5 @@
-"""Paths: outputs checked before any work starts (never the input itself, somewhere we can write), and a
-file's content digest (what records and model provenance name a file by)."""
+"""Paths: outputs checked before any work starts (never the input itself, inside the folder the user named,
+somewhere we can write), and a file's content digest (what records and model provenance name a file by)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,34 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def ends_sha256(path: str | os.PathLike[str], span: int = 1 << 20) -> str:
+    """The SHA-256 of a file's size, its first ``span`` bytes and its last ``span`` bytes (the whole file
+    when it is no longer than twice that): a cheap fingerprint of a large output.  A container keeps its
+    header and index at its ends, so another encode of the same size differs there; bytes changed only in
+    the middle are not seen."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        digest = hashlib.sha256(f"{size}\n".encode())
+        digest.update(f.read(span))
+        if size > span:
+            f.seek(max(span, size - span))
+            digest.update(f.read(span))
+    return digest.hexdigest()
+
+
+def check_inside(path: str | os.PathLike[str], folder: str | os.PathLike[str], what: str) -> None:
+    """Refuse ``path`` unless, with every link resolved, it lies inside ``folder`` (resolved too): a name
+    taken from the user's input (a manifest line, a file found in a folder) must not lead a write or a
+    removal anywhere else.  ``what`` names the entry for the message."""
+    try:
+        real, root = Path(path).resolve(), Path(folder).resolve()
+    except (OSError, RuntimeError) as e:  # RuntimeError: a loop of symbolic links (Python < 3.13)
+        raise OutputError(f"{what}: cannot follow the links of {path}: {getattr(e, 'strerror', None) or e}") from None
+    if not real.is_relative_to(root):
+        raise OutputError(f"{what}: refusing to write {path}: it leads outside {folder} (to {real})")
+
+
+def same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)  # the same path, a symbolic link to it, or a hard link (st_dev, st_ino)
     except OSError:
@@ -36,7 +63,7 @@ def check_not_input(src: str | os.PathLike[str], dst: str | os.PathLike[str]) ->
         into_folder = src.is_file() and dst.is_dir()
     except OSError:  # a folder we may not look into: writing there fails later, with its own message
         into_folder = False
-    if _same_file(src, dst) or (into_folder and _same_file(src, dst / src.name)):
+    if same_file(src, dst) or (into_folder and same_file(src, dst / src.name)):
         raise OutputError(f"refusing to write {dst}: it is the input {src} (choose another output path)")
 
 

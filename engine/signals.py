@@ -109,3 +109,42 @@ def deferred_signals() -> Iterator[None]:
         for sig in dict.fromkeys(held):  # each signal once, in the order they came
             signal.raise_signal(sig)
 
+
+def _interrupt(signum: int) -> KeyboardInterrupt:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
+@contextlib.contextmanager
+def signals_not_swallowed() -> Iterator[None]:
+    """Around a call into a library that may swallow the exception a signal handler raises (PyAV turns it
+    into an error of its own: an open interrupted by SIGTERM fails with "Interrupted system call"): a
+    SIGINT, SIGTERM or SIGHUP that arrives inside is handled as before and noted, and on the way out it is
+    raised again — :class:`Terminated`, or KeyboardInterrupt for Ctrl-C — whatever the call raised or
+    returned.  Signals without a Python handler (the default ends the process) are left alone.  Elsewhere
+    than the main thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    previous = {sig: old for sig in (signal.SIGINT, *TERMINATION_SIGNALS) if callable(old := signal.getsignal(sig))}
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        noted.append(signum)
+        previous[signum](signum, frame)
+
+    for sig in previous:
+        signal.signal(sig, note)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise  # it came through
+    except BaseException:
+        if noted:
+            raise _interrupt(noted[0]) from None
+        raise
+    else:
+        if noted:
+            raise _interrupt(noted[0])
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -25,26 +25,14 @@ from cyclestream.engine.checkpoint import load_model
 from cyclestream.engine.errors import CycleStreamError, OutputError
 from cyclestream.engine.jobs.batch_plan import find_items, items_text
 from cyclestream.engine.jobs.batch_state import BatchState, ItemOutcome
-from cyclestream.engine.jobs.batch_worker import CRASH_ENV, BatchWorker
-from cyclestream.engine.jobs.translate import TranslateOptions
+from cyclestream.engine.jobs.batch_worker import BatchWorker, UnitHook
+from cyclestream.engine.jobs.options import BatchOptions
 from cyclestream.engine.paths import file_sha256
+from cyclestream.engine.signals import signals_not_swallowed
 
 __all__ = ["BatchFailed", "BatchOptions", "BatchReport", "ItemOutcome", "run_batch"]
 
 log = logging.getLogger("cyclestream")
-
-
-@dataclass(frozen=True)
-class BatchOptions:
-    translate: TranslateOptions = field(default_factory=lambda: TranslateOptions(progress=False))
-    ray: str | None = None  # None: in-process; "local", "auto", "HOST:PORT" or "ray://HOST:PORT"
-    workers: int | None = None  # Ray workers (default: as many as the cluster holds at once)
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
-    segment_seconds: float | None = None  # split videos longer than this at keyframes
-    retries: int = 3  # restarts of a worker that dies, and retries of its unit
-    container: str | None = None  # e.g. "mkv": the suffix of video outputs (default: the input's)
-    progress: bool = True
 
 
 @dataclass
@@ -98,9 +86,13 @@ def run_batch(
     out_dir: str | os.PathLike[str],
     model_path: str | os.PathLike[str],
     options: BatchOptions,
+    *,
+    on_unit: UnitHook | None = None,
 ) -> BatchReport:
     """Translate every item of ``inputs`` into ``out_dir``; see the module docstring.  Raises
-    :class:`BatchFailed` (after the others are written) when some items failed."""
+    :class:`BatchFailed` (after the others are written) when some items failed.  ``on_unit`` is called in
+    the worker as each unit starts (see ``batch_worker.UnitHook``).  Every thread the job starts has ended
+    when it returns or raises."""
     t0 = time.perf_counter()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -112,14 +104,13 @@ def run_batch(
         preflight(options.ray)
     if not Path(model_path).is_file():
         load_model(model_path)  # its one-line error: not found, a folder
-    topts = dataclasses.replace(options.translate, preview=None, progress=False)
+    topts = dataclasses.replace(options.translate, preview=False, progress=False)
     if options.ray and options.gpus_per_worker > 0 and topts.run.device == "cpu":
         topts = dataclasses.replace(topts, run=dataclasses.replace(topts.run, device="cuda"))
     batch = BatchState(out, topts, file_sha256(Path(model_path)), options.segment_seconds)
     batch.plan(items)
-    crash = os.environ.get(CRASH_ENV)
     startup = 0.0
-    with tqdm(total=batch.total_frames, initial=batch.frames_done, unit="frame", desc="batch",
+    with _Bar(total=batch.total_frames, initial=batch.frames_done, unit="frame", desc="batch",
               disable=not options.progress or not batch.units, dynamic_ncols=True) as bar:
         batch.bar = bar
         try:
@@ -128,13 +119,14 @@ def run_batch(
                 where = "nothing to run"
             elif options.ray is None:
                 model = load_model(model_path)
-                worker = BatchWorker(str(model_path), batch.model_sha, topts, str(out), crash, model=model)
+                worker = BatchWorker(str(model_path), batch.model_sha, topts, str(out), on_unit, model=model)
                 startup = time.perf_counter() - t0
                 _run_here(worker, batch)
                 where = "in-process"
             else:
                 load_model(model_path)  # fails here, once, with one line, if it is not a generator
-                startup, where = _run_on_ray(options, batch, (str(model_path), batch.model_sha, topts, str(out), crash))
+                worker_args = (str(model_path), batch.model_sha, topts, str(out), on_unit)
+                startup, where = _run_on_ray(options, batch, worker_args)
                 startup -= t0
         except KeyboardInterrupt as e:
             batch.interrupted(e)
@@ -145,7 +137,13 @@ def run_batch(
     return report
 
 
+class _Bar(tqdm):
+    monitor_interval = 0  # no tqdm monitor thread: none of the job's threads outlives it
+
+
 def _run_here(worker: BatchWorker, batch: BatchState) -> None:
+    """Every unit in this process, a thread polling the progress beside it (joined before returning: one
+    still running as the interpreter shuts down has aborted the process after the job succeeded)."""
     stop = threading.Event()
 
     def poll() -> None:
@@ -156,9 +154,12 @@ def _run_here(worker: BatchWorker, batch: BatchState) -> None:
     poller.start()
     try:
         for unit in sorted(batch.units, key=lambda u: (u.item.rel, u.id)):
-            batch.finish(unit, worker.run(unit))
+            with signals_not_swallowed():  # PyAV turns Ctrl-C/SIGTERM in an open into an error of its own
+                result = worker.run(unit)
+            batch.finish(unit, result)
     finally:
         stop.set()
+        poller.join()
         worker.close()
 
 

@@ -2,6 +2,8 @@
 
 Ray is optional and imported only here.  ``connect`` starts a local instance (``local``) or joins a
 cluster (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``); a process already connected keeps its connection.
+A local instance listens on the loopback address only (Ray runs code for whoever reaches its ports), with
+no dashboard; one that would not is refused.
 ``RayPool.run`` keeps one unit in flight per ready worker, longest units first.  A worker process that
 dies (killed, out of memory, a crashing decoder) is restarted by Ray and its unit retried there
 (``max_restarts`` / ``max_task_retries``); the unit's output is atomic, so a retry never finds a
@@ -13,6 +15,7 @@ the partial files of the units they were writing.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import re
@@ -31,6 +34,12 @@ log = logging.getLogger("cyclestream")
 
 _HOST_PORT = re.compile(r"(?:ray://)?(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})")
 LOCAL_OBJECT_STORE = 128 * 1024 * 1024  # units and results are small; the pixels never go through Ray
+# Ray gives a node it starts the address this machine has on the network, and its servers (GCS, raylet,
+# workers, the driver) then listen on every interface; asking for 127.0.0.1 (``_node_ip_address``) is turned
+# back into that address.  A machine Ray is told is no cluster ("0": what Windows and macOS get by default)
+# takes the loopback address instead, and every server binds to it.  Ray reads the variable when imported
+# (``ray_constants``); the processes it starts read it from the environment.
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def import_ray() -> Any:
@@ -74,20 +83,60 @@ def connect(address: str, cpus: int) -> Iterator[Any]:
         return
     check_address(address)
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
-    if address == "local":
+    local = address == "local"
+    if local:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         kwargs.update(address="local", num_cpus=cpus, include_dashboard=False,
                       object_store_memory=LOCAL_OBJECT_STORE)
     else:
         kwargs.update(address=address)
     try:
-        ray.init(**kwargs)
+        with _single_machine() if local else contextlib.nullcontext():
+            ray.init(**kwargs)
     except Exception as e:  # ConnectionError, ValueError, RuntimeError...: Ray's own words, first line
         raise CycleStreamError(f"cannot start or join Ray at {address}: {first_line(e)}") from None
     try:
+        if local:
+            _check_loopback(ray)
         yield ray
     finally:
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def _single_machine() -> Iterator[None]:
+    """While a local instance starts: Ray is told this machine is no cluster (see ``SINGLE_MACHINE_ENV``)."""
+    constants: Any
+    try:
+        from ray._private import ray_constants as constants
+    except ImportError:  # another layout: _check_loopback decides
+        constants = None
+    env, flag = os.environ.get(SINGLE_MACHINE_ENV), getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[SINGLE_MACHINE_ENV] = "0"
+    if flag is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if env is None:
+            os.environ.pop(SINGLE_MACHINE_ENV, None)
+        else:
+            os.environ[SINGLE_MACHINE_ENV] = env
+        if flag is not None:
+            constants.ENABLE_RAY_CLUSTER = flag
+
+
+def _check_loopback(ray: Any) -> None:
+    """A local instance on another address than loopback listens on every interface: stop it, refuse."""
+    ip = ray.util.get_node_ip_address()
+    try:
+        loopback = ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise CycleStreamError(f"--ray local: Ray {ray.__version__} started on {ip}, where it listens on every "
+                               f"interface; stopped (with {SINGLE_MACHINE_ENV}=0 exported, start one yourself "
+                               "with ray start --head and use --ray auto)")
 
 
 def default_workers(ray: Any, cpus: float, gpus: float, workers: int | None) -> int:

@@ -2,8 +2,10 @@
 
 ``BatchState.plan`` skips items whose output is finished with the same model and settings, forgets the
 records of the others and turns each into units: the whole item, or the segments of a long video
-(finished segments of an earlier run are reused).  ``finish`` takes each unit's result in the driver;
-when a video's last segment arrives its segments are joined into the output and recorded.
+(finished segments of an earlier run are reused).  An item that cannot be planned (unreadable, damaged,
+a folder where its record goes) fails alone; a signal while planning ends the job.  ``finish`` takes each
+unit's result in the driver; when a video's last segment arrives its segments are joined into the output
+and recorded.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from cyclestream.engine.errors import CycleStreamError
 from cyclestream.engine.jobs.batch_plan import (
     WORK_FOLDER,
     Item,
+    check_input,
     forget,
     input_identity,
     is_finished,
@@ -37,6 +40,8 @@ from cyclestream.engine.jobs.translate import TranslateOptions
 from cyclestream.engine.media.probe import describe, open_input
 from cyclestream.engine.media.segments import Segment, join_segments, plan_segments, scan, segment_files
 from cyclestream.engine.media.sources import VideoFileSource
+from cyclestream.engine.paths import check_inside
+from cyclestream.engine.signals import signals_not_swallowed
 
 log = logging.getLogger("cyclestream")
 
@@ -57,9 +62,14 @@ class ItemOutcome:
 
 
 
+def segments_root(out_dir: Path) -> Path:
+    return out_dir / WORK_FOLDER / "segments"
+
+
 def segment_folder(out_dir: Path, item: Item, digest: str, seconds: float, warmup: int) -> Path:
     key = hashlib.sha256(repr((digest, input_identity(item.input), seconds, warmup)).encode()).hexdigest()[:16]
-    folder = out_dir / WORK_FOLDER / "segments" / f"{item.rel}.{key}"
+    folder = segments_root(out_dir) / f"{item.rel}.{key}"
+    check_inside(folder, out_dir, f"{item.rel}'s segments")  # it and its neighbours get removed
     stale = re.compile(re.escape(Path(item.rel).name) + r"\.[0-9a-f]{16}")
     if folder.parent.is_dir():  # segments of this item from other settings or another input: useless now
         for other in folder.parent.iterdir():
@@ -86,18 +96,16 @@ class BatchState:
 
     # -- planning
     def plan(self, items: Sequence[Item]) -> None:
-        todo = []
         for item in items:
-            if is_finished(self.out_dir, item, self.digest):
-                self.outcomes[item] = ItemOutcome(item, "skipped")
-            else:
-                todo.append(item)
-        forget(self.out_dir, todo)
-        for item in todo:
-            self.outcomes[item] = ItemOutcome(item, "running")
             try:
-                self._plan_item(item)
-            except Exception as e:  # one item's failure (unreadable, damaged) does not stop the batch
+                with signals_not_swallowed():  # PyAV turns Ctrl-C/SIGTERM in an open into an error of its own
+                    if is_finished(self.out_dir, item, self.digest):
+                        self.outcomes[item] = ItemOutcome(item, "skipped")
+                        continue
+                    self.outcomes[item] = ItemOutcome(item, "running")
+                    forget(self.out_dir, item)
+                    self._plan_item(item)
+            except Exception as e:  # one item's failure (unreadable, damaged, its record a folder): it alone
                 reason = str(e) if isinstance(e, CycleStreamError) else f"unexpected {type(e).__name__}: {e}"
                 self.outcomes[item] = ItemOutcome(item, "failed", reason=reason)
                 self.pending.pop(item, None)
@@ -110,6 +118,7 @@ class BatchState:
         return unit
 
     def _plan_item(self, item: Item) -> None:
+        check_input(item.input)
         record = new_record(item, self.digest, self.model_sha, self.topts)
         if item.kind == "image":
             self._add(item, item.output, 1, record=record)
@@ -194,9 +203,13 @@ class BatchState:
             outcome.status, outcome.reason = "failed", f"joining its {len(parts)} segments: {reason}"
             return
         outcome.status = "done"
-        folder = parts[0][1].parent
+        folder, root = parts[0][1].parent, segments_root(self.out_dir)
+        try:
+            check_inside(folder, self.out_dir, f"{item.rel}'s segments")
+        except CycleStreamError as e:  # a link put there since the plan: the output stays, the segments too
+            log.warning("%s; its segments are left in place", e)
+            return
         shutil.rmtree(folder, ignore_errors=True)
-        root = self.out_dir / WORK_FOLDER / "segments"
         for parent in folder.parents:  # the empty folders above it, up to and including segments/
             if not parent.is_relative_to(root):
                 break

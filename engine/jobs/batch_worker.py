@@ -3,7 +3,8 @@
 A *unit* is a whole item (a video or an image) or one segment of a long video.  The same class runs
 in-process (``--ray`` absent) and as a Ray actor (``batch_ray.py``), through the single-file code path:
 ``translate_video`` / ``translate_images`` with this worker's ``prepare`` (backends prepared once per
-frame size and kept), so outputs are written atomically and every single-file guarantee holds.
+frame size and kept), so outputs are written atomically and every single-file guarantee holds.  Only a
+regular file is opened (checked again here: the plan may be old).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from cyclestream.engine.backends import Backend
 from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.checkpoint import LoadedModel, load_model
 from cyclestream.engine.errors import CycleStreamError
-from cyclestream.engine.jobs.batch_plan import Item, write_record
+from cyclestream.engine.jobs.batch_plan import Item, check_input, write_record
 from cyclestream.engine.jobs.translate import TranslateOptions, translate_images, translate_video
 from cyclestream.engine.media.probe import VideoInfo
 from cyclestream.engine.media.segments import Segment, SegmentSource
@@ -29,12 +30,6 @@ from cyclestream.engine.media.sources import VideoFileSource
 from cyclestream.engine.paths import file_sha256
 
 log = logging.getLogger("cyclestream")
-
-# Test hook: "NAME:FRAMES:MARKER" ends the worker process (os._exit) once FRAMES frames of the first unit
-# whose name contains NAME have been read, if the file MARKER does not exist yet (it is created first, so
-# the retried unit runs through).  Passed to workers by the driver, never read from a worker's environment.
-CRASH_ENV = "CYCLESTREAM_BATCH_CRASH"
-
 
 @dataclass(frozen=True)
 class Unit:
@@ -50,6 +45,11 @@ class Unit:
     @property
     def name(self) -> str:
         return self.item.rel + (f" {self.segment.describe()}" if self.segment else "")
+
+
+# Called in the worker as each unit starts, its source open (a video's frames are counted by ``progress``):
+# where tests make a worker die mid-unit.  Under Ray it is pickled to the workers with the other arguments.
+UnitHook = Callable[["BatchWorker", Unit], None]
 
 
 @dataclass
@@ -72,7 +72,7 @@ class BatchWorker:
         model_sha256: str,
         options: TranslateOptions,
         out_dir: str,
-        crash: str | None = None,
+        on_unit: UnitHook | None = None,
         model: LoadedModel | None = None,
     ) -> None:
         if model is None:
@@ -87,7 +87,7 @@ class BatchWorker:
         self.restarted = False
         self._backends: dict[tuple[RunOptions, int, int], Backend] = {}
         self._source: VideoFileSource | None = None
-        self._crash = crash.rsplit(":", 2) if crash else None
+        self._on_unit = on_unit
 
     def ready(self) -> str:
         """host:pid, once the model is loaded."""
@@ -106,24 +106,15 @@ class BatchWorker:
             return 0
         return source.kept if isinstance(source, SegmentSource) else source.decoded
 
-    def _arm_crash(self, unit: Unit) -> None:
-        if self._crash is None:
-            return
-        name, frames, marker = self._crash
-        if name not in unit.name or Path(marker).exists():
-            return
-        Path(marker).write_text(f"{self.name} {unit.name}\n")
-
-        def crash() -> None:
-            while self.progress() < int(frames):
-                time.sleep(0.002)
-            os._exit(70)
-
-        threading.Thread(target=crash, name="cyclestream-test-crash", daemon=True).start()
+    def _started(self, unit: Unit) -> None:
+        if self._on_unit is not None:
+            self._on_unit(self, unit)
 
     def _translate(self, unit: Unit) -> tuple[int, str, list[str]]:
         item = unit.item
+        check_input(item.input)
         if item.kind == "image":
+            self._started(unit)
             report = translate_images(item.input, unit.output, self.model, self.options, prepare=self.prepare)
             return report.frames, report.backend, report.warnings
         if unit.segment is not None:
@@ -132,7 +123,7 @@ class BatchWorker:
         else:
             source = VideoFileSource(item.input, size=self.options.run.size)
         self._source = source
-        self._arm_crash(unit)
+        self._started(unit)
         report = translate_video(item.input, unit.output, self.model, self.options, source=source,
                                  prepare=self.prepare)
         frames = source.kept if isinstance(source, SegmentSource) else report.frames

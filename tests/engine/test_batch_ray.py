@@ -4,7 +4,6 @@ a long clip in segments, a worker killed mid-item, a rerun, Ctrl-C."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +12,11 @@ import pytest
 
 from cyclestream.engine.jobs.batch import BatchFailed, BatchOptions, run_batch
 from cyclestream.engine.jobs.batch_plan import record_path
+from cyclestream.engine.jobs.batch_ray import connect
 from cyclestream.engine.jobs.batch_state import BatchState
-from cyclestream.engine.jobs.batch_worker import CRASH_ENV
 from cyclestream.engine.jobs.translate import TranslateOptions, translate
-from cyclestream.engine.media.sinks import EncodeOptions
+from cyclestream.engine.media.encode_options import EncodeOptions
+from tests.engine.batch_faults import DieInside
 from tests.engine.media_checks import video_times
 from tests.engine.test_batch import _library, check_library_outputs
 from tests.engine.test_batch_clips import write_camera_clip
@@ -26,16 +26,15 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'cycl
 
 pytestmark = pytest.mark.slow
 FAST = EncodeOptions(preset="ultrafast")
-ON_RAY = BatchOptions(TranslateOptions(encode=FAST, progress=False), ray="local", workers=2, progress=False)
+ON_RAY = BatchOptions(translate=TranslateOptions(encode=FAST, progress=False), ray="local", workers=2, progress=False)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray() -> Iterator[None]:
-    """One Ray instance for the module (starting one takes seconds); run_batch uses the connection."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024 * 1024, log_to_driver=False)
-    yield
-    ray.shutdown()
+    """One Ray instance for the module (starting one takes seconds), on loopback as ``--ray local`` starts
+    it; run_batch uses the connection."""
+    with connect("local", 2):
+        yield
 
 
 def _partials(out: Path) -> list[Path]:
@@ -59,35 +58,33 @@ def test_long_clip_in_segments_on_two_workers_is_joined_exactly(tiny_model: Path
     src = tmp_path / "film.mp4"
     write_camera_clip(src, seconds=4.0)
     options = dataclasses.replace(ON_RAY, segment_seconds=1.0,
-                                  translate=TranslateOptions(encode=NEAR_LOSSLESS, progress=False))
+                                  translate=TranslateOptions(encode=NEAR_LOSSLESS, temporal="off", progress=False))
     report = run_batch([src], tmp_path / "out", tiny_model, options)
     (outcome,) = report.outcomes
     assert outcome.status == "done" and outcome.segments >= 3 and len(outcome.workers) == outcome.segments
     whole = tmp_path / "whole.mp4"
-    translate(src, whole, tiny_model, TranslateOptions(encode=NEAR_LOSSLESS, progress=False))
+    translate(src, whole, tiny_model, TranslateOptions(encode=NEAR_LOSSLESS, temporal="off", progress=False))
     _check_same_as_single_file(src, tmp_path / "out" / "film.mp4", whole)
     assert not _partials(tmp_path / "out")
 
 
 @pytest.mark.parametrize("retries", [2, 0])
-def test_a_worker_killed_mid_item_has_its_item_retried(
-    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, retries: int
-) -> None:
+def test_a_worker_killed_mid_item_has_its_item_retried(tiny_model: Path, tmp_path: Path, retries: int) -> None:
     for name in ("a.mp4", "victim.mp4"):
         write_camera_clip(tmp_path / "lib" / name, seconds=2.0)
     marker = tmp_path / "killed"
-    monkeypatch.setenv(CRASH_ENV, f"victim:20:{marker}")  # the worker dies 20 frames into victim.mp4
+    dies = DieInside("victim", 20, marker)  # the worker dies 20 frames into victim.mp4
     out = tmp_path / "out"
     options = dataclasses.replace(ON_RAY, retries=retries)
     if retries:
-        report = run_batch([tmp_path / "lib"], out, tiny_model, options)
+        report = run_batch([tmp_path / "lib"], out, tiny_model, options, on_unit=dies)
         victim = next(o for o in report.outcomes if o.item.rel == "victim.mp4")
         assert victim.status == "done" and victim.retried
         assert video_times(out / "victim.mp4") == pytest.approx(video_times(tmp_path / "lib" / "victim.mp4"), abs=0.002)
         assert record_path(out, "victim.mp4").is_file()
     else:  # no retries: the item fails with a reason, the other is written, nothing half-written is left
         with pytest.raises(BatchFailed) as caught:
-            run_batch([tmp_path / "lib"], out, tiny_model, options)
+            run_batch([tmp_path / "lib"], out, tiny_model, options, on_unit=dies)
         report = caught.value.report
         (victim,) = report.of("failed")
         assert victim.item.rel == "victim.mp4" and "worker died" in victim.reason

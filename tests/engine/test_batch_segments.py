@@ -5,7 +5,6 @@ streams byte for byte, orientation and colour, the pixels."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
 import sys
 from fractions import Fraction
@@ -17,10 +16,10 @@ import pytest
 
 from cyclestream.engine.jobs import batch_state
 from cyclestream.engine.jobs.batch import BatchOptions, run_batch
-from cyclestream.engine.jobs.batch_worker import CRASH_ENV
 from cyclestream.engine.jobs.translate import TranslateOptions, translate
+from cyclestream.engine.media.encode_options import EncodeOptions
 from cyclestream.engine.media.segments import VideoIndex, plan_segments, scan
-from cyclestream.engine.media.sinks import EncodeOptions
+from tests.engine.batch_faults import REPO
 from tests.engine.media_checks import audio_packets, decoded_frames, stream_summary, video_times
 from tests.engine.test_batch_clips import BT709, keyframe_times, write_camera_clip
 
@@ -29,7 +28,7 @@ NEAR_LOSSLESS = EncodeOptions(crf=0, preset="ultrafast", pix_fmt="yuv444p")  # x
 
 
 def _options(encode: EncodeOptions = LOSSLESS, temporal: str = "off", seconds: float | None = 1.0) -> BatchOptions:
-    return BatchOptions(TranslateOptions(encode=encode, temporal=temporal, progress=False),
+    return BatchOptions(translate=TranslateOptions(encode=encode, temporal=temporal, progress=False),
                         segment_seconds=seconds, progress=False)
 
 
@@ -197,11 +196,13 @@ def test_crash_mid_video_then_rerun_reuses_finished_segments(tiny_model: Path, t
     src = tmp_path / "film.mp4"
     write_camera_clip(src, seconds=3.5)
     out, marker = tmp_path / "out", tmp_path / "crashed"
-    command = [sys.executable, "-m", "cyclestream", "-q", "batch", str(src), "--out", str(out), "--model",
-               str(tiny_model), "--segment-seconds", "1", "--temporal", "off", "--crf", "0", "--preset", "ultrafast",
-               "--pix-fmt", "yuv444p"]
-    env = {**os.environ, CRASH_ENV: f"segment 3/:5:{marker}"}  # the process dies inside segment 3
-    crashed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    script = ("import sys; from pathlib import Path; from cyclestream.engine.jobs.batch import run_batch; "
+              "from tests.engine.batch_faults import DieInside; "
+              "from tests.engine.test_batch_segments import NEAR_LOSSLESS, _options; "
+              "run_batch([Path(sys.argv[1])], Path(sys.argv[2]), Path(sys.argv[3]), _options(NEAR_LOSSLESS), "
+              "on_unit=DieInside('segment 3/', 5, Path(sys.argv[4])))")  # the process dies inside segment 3
+    crashed = subprocess.run([sys.executable, "-c", script, str(src), str(out), str(tiny_model), str(marker)],
+                             cwd=REPO, capture_output=True, text=True, timeout=300)
     assert crashed.returncode == 70 and marker.exists(), crashed.stderr
     assert not (out / "film.mp4").exists()
     finished = sorted((out / ".cyclestream" / "segments").rglob("0000*.mkv"))
