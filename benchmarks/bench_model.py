@@ -15,7 +15,8 @@ import pytest
 
 from cyclestream.engine.backends import FrameShape, create_backend
 from cyclestream.engine.checkpoint import LoadedModel
-from cyclestream.engine.jobs.bench import _frames, parse_bench_size
+from cyclestream.engine.jobs.bench import _frames
+from cyclestream.engine.jobs.bench_options import parse_bench_size
 from cyclestream.engine.models import GeneratorSpec, build_generator
 
 if TYPE_CHECKING:

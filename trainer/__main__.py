@@ -3,25 +3,21 @@ the flags of ``cyclestream train``; under torchrun each process is one DDP rank.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 
+from cyclestream.cli.train import train_options, trainer_parser
 from cyclestream.engine.errors import CycleStreamError
-from cyclestream.trainer.options import add_train_arguments, options_from_args
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cyclestream.trainer", description=__doc__)
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    add_train_arguments(parser)
-    args = parser.parse_args(argv)
+    args = trainer_parser("python -m cyclestream.trainer", __doc__).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="cyclestream: %(message)s")
     from cyclestream.trainer.loop import train
 
     try:
-        result = train(options_from_args(args, progress=not args.quiet))
+        result = train(train_options(args))
     except CycleStreamError as e:
         print(f"cyclestream: error: {e}", file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
-"""Where a run trains and how reproducible it is: ``--device auto``, the one-line device report,
-``--deterministic``, and the record of the machine a checkpoint was written on.
+"""Where a run trains and how reproducible it is: the one-line device report (``--device auto`` is
+resolved by ``cyclestream.engine.options.resolve_device``, as for every command), ``--deterministic``,
+and the record of the machine a checkpoint was written on.
 
 On the CPU every kernel the trainer uses is deterministic, so a resumed run is bit for bit the
 uninterrupted one.  On CUDA several are not (cuDNN picks convolution algorithms by timing, some
@@ -27,13 +28,6 @@ from torch import nn
 
 CUBLAS_ENV = "CUBLAS_WORKSPACE_CONFIG"
 CUBLAS_WORKSPACE = ":4096:8"
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``; anything else as given."""
-    if device != "auto":
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def describe_device(device: torch.device, processes: int = 1) -> str:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,13 @@ from cyclestream.engine.jobs.roofline import count_macs
 from cyclestream.engine.media.images import find_images, load_rgb
 from cyclestream.engine.paths import file_sha256
 from cyclestream.trainer.distill_data import VIDEO_EXTENSIONS, _visible
+from cyclestream.trainer.distill_options import DistillEvalOptions
 from cyclestream.trainer.evaluate import _translate_all, psnr, ssim
-from cyclestream.trainer.options import TrainingError
+from cyclestream.trainer.options import TrainingError, TrainOptions
+
+log = logging.getLogger("cyclestream")
 
 EVALUATION_FILE = "evaluation.json"
-DEFAULT_BACKENDS = ("eager", "onnxruntime", "openvino")
 
 
 def holdout_frames(path: Path, limit: int | None = None) -> list[np.ndarray]:
@@ -88,9 +91,11 @@ def speed(model: LoadedModel, backends: list[str], width: int, height: int, min_
     """images/s per backend (fp32, batch 1; a backend that cannot run here has ``skipped``), and for a
     distilled student the official resnet_9blocks in eager fp32 measured in the same run."""
     from cyclestream.engine.jobs.bench import bench_model
+    from cyclestream.engine.jobs.bench_options import ModelBenchOptions
 
-    report = bench_model(model, backends, ["fp32"], [1], [(width, height)], warmup=1, repeats=3,
-                         min_time=min_time, progress=False)
+    options = ModelBenchOptions(backends=tuple(backends), precisions=("fp32",), batches=(1,),
+                                sizes=((width, height),), repeats=3, min_time=min_time, progress=False)
+    report = bench_model(model, options=options)
     rows = [{"backend": r.backend, "precision": r.precision, "images_per_s": round(r.images_per_s, 2),
              "gflops": r.gflops, "peak_fraction": r.peak_fraction, "skipped": r.skipped} for r in report.rows]
     return rows, report.model.get("official_baseline", {}).get(f"{width}x{height}")
@@ -117,6 +122,25 @@ def evaluate_student(student_path: str | os.PathLike[str], teacher_path: str | o
         out["speed"], out["official_resnet_9blocks_eager_fp32"] = speed(student, list(backends), width, height,
                                                                           min_time)
     return out
+
+
+def distill_and_evaluate(options: TrainOptions, evaluation: DistillEvalOptions) -> dict[str, Any]:
+    """Distil (a Ctrl-C stops after the iteration with a checkpoint and the student written), then evaluate
+    the student.  Returns what ``distill`` reports: the training result, the student's file and the
+    evaluation (None when skipped or when no student was written)."""
+    from cyclestream.trainer.distill import STUDENT_FILE
+    from cyclestream.trainer.loop import train
+
+    result = train(options, finish_on_interrupt=True)
+    student = result.run_dir / STUDENT_FILE
+    report = None
+    if evaluation.eval and student.exists():
+        assert options.distill.teacher is not None
+        log.info("evaluating %s against the teacher on %s", student, evaluation.holdout)
+        report = evaluate_student(student, options.distill.teacher, evaluation.holdout, options.data.data,
+                                  list(evaluation.eval_backends), min_time=evaluation.eval_seconds)
+        write_evaluation(result.run_dir, report)
+    return {"result": result, "student": student, "evaluation": report}
 
 
 def write_evaluation(run_dir: Path, evaluation: dict[str, Any]) -> Path:

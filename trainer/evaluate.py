@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,9 +31,9 @@ from cyclestream.engine.media.images import load_rgb, save_rgb
 from cyclestream.engine.media.probe import is_image
 from cyclestream.trainer.datasets import DatasetError
 from cyclestream.trainer.datasets.emoji import read_dataset_info
+from cyclestream.trainer.evaluate_options import Direction, EvaluateOptions
 
 PSNR_CAP = 100.0  # dB reported for identical images
-Direction = Literal["AtoB", "BtoA"]
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -129,16 +129,6 @@ def find_pairs(data: str | os.PathLike[str], direction: Direction = "AtoB", limi
 
 
 # ----------------------------------------------------------------------------- evaluation
-
-
-@dataclass(frozen=True)
-class EvaluateOptions:
-    run: RunOptions = field(default_factory=RunOptions)
-    direction: Direction = "AtoB"
-    limit: int | None = None
-    grid: Path | None = None  # where to write the comparison grid; None: no grid
-    grid_examples: int = 8
-    progress: bool = True
 
 
 @dataclass(frozen=True)

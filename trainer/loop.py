@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.media.images import save_rgb
+from cyclestream.engine.options import resolve_device
 from cyclestream.engine.signals import deferred_signals, terminate_as_interrupt
 from cyclestream.trainer.data import ResumableSampler
 from cyclestream.trainer.device import (
@@ -43,7 +44,6 @@ from cyclestream.trainer.device import (
     deterministic_mode,
     environment,
     explain_resume,
-    resolve_device,
     set_cublas_workspace,
     use_deterministic_padding,
 )
@@ -65,6 +65,7 @@ from cyclestream.trainer.state import (
     save_state,
 )
 from cyclestream.trainer.task import Runtime, Task
+from cyclestream.trainer.tasks import declarations
 
 log = logging.getLogger("cyclestream.trainer")
 
@@ -84,23 +85,8 @@ class TrainResult:
 
 
 def build_task(options: TrainOptions, runtime: Runtime) -> Task:
-    """The model system named by ``options.model.model`` (imported on demand)."""
-    kind = options.model.model
-    if kind == "cyclegan":
-        from cyclestream.trainer.cyclegan import CycleGANTask
-
-        return CycleGANTask(options, runtime)
-    if kind == "pix2pix":
-        from cyclestream.trainer.pix2pix import Pix2PixTask
-
-        return Pix2PixTask(options, runtime)
-    if kind == "distill":
-        from cyclestream.trainer.distill import DistillTask
-
-        return DistillTask(options, runtime)
-    from cyclestream.trainer.dcgan import DCGANTask
-
-    return DCGANTask(options, runtime)
+    """The model system named by ``options.model.model`` (its module imported on demand)."""
+    return declarations()[options.model.model].create(options, runtime)
 
 
 def with_device(options: TrainOptions) -> TrainOptions:

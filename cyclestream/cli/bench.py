@@ -1,4 +1,7 @@
-"""The `cyclestream` commands bench: model, pipeline, stream soak, temporal."""
+"""The `cyclestream` commands bench: model, pipeline, stream soak, temporal.
+
+The options are generated from ``engine/jobs/bench_options.py``; the flags here are the inputs and the
+outputs only (--input, --model, --source, --json, --plot, --markdown, --picture)."""
 
 from __future__ import annotations
 
@@ -9,62 +12,67 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from cyclestream.bundled import DEFAULT_MODEL
-from cyclestream.cli.options import add_run_options, positive_float, positive_int, run_options
+from cyclestream.cli.flags import add_options, from_args
+from cyclestream.cli.options import add_model_argument
 
 log = logging.getLogger("cyclestream")
 
 
 def _add_bench(sub: Any) -> None:
+    from cyclestream.engine.jobs.bench_options import (
+        ModelBenchOptions,
+        PipelineBenchOptions,
+        ServeBenchOptions,
+        StreamBenchOptions,
+        TemporalBenchOptions,
+    )
+
     p = sub.add_parser("bench", help="measure throughput: the model alone, the whole video pipeline, or a live soak")
     kinds = p.add_subparsers(dest="bench_kind", required=True, metavar="KIND")
     m = kinds.add_parser("model", help="images/s per backend, precision, batch and frame size")
     m.add_argument("--model", type=Path, help="generator (default: official resnet_9blocks, random weights)")
-    m.add_argument("--backends", default="eager", help="comma list, e.g. eager,onnxruntime (default eager)")
-    m.add_argument("--precision", default="fp32,bf16", help="comma list (default fp32,bf16)")
-    m.add_argument("--batch", default="1", help="comma list of batch sizes (default 1)")
-    m.add_argument("--size", default="256", help="comma list: 256, 512, 720p, 1080p, WxH (default 256)")
-    m.add_argument("--device", default="cpu")
-    m.add_argument("--repeats", type=positive_int, default=3, help="timed runs per configuration (median)")
-    m.add_argument("--min-time", type=positive_float, default=1.0, help="seconds per timed run (default 1)")
-    m.add_argument("--quick", action="store_true", help="tiny model and sizes: checks the harness in seconds")
+    add_options(m, ModelBenchOptions)
     m.add_argument("--json", type=Path, help="write the report as JSON")
     m.add_argument("--plot", type=Path, help="write a PNG bar chart")
     m.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     m.set_defaults(func=_cmd_bench_model)
     pl = kinds.add_parser("pipeline", help="decode / model / encode alone, then overlapped")
     pl.add_argument("--input", type=Path, required=True, help="video file")
-    pl.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="generator (default: bundled)")
-    pl.add_argument("--frames", type=positive_int, help="use at most this many frames")
+    add_model_argument(pl)
+    add_options(pl, PipelineBenchOptions)
     pl.add_argument("--json", type=Path, help="write the report as JSON")
-    add_run_options(pl)
     pl.set_defaults(func=_cmd_bench_pipeline)
     so = kinds.add_parser("stream", help="soak a live job: memory and open-file slopes, drops, latency")
-    so.add_argument("--source", default="lavfi:testsrc2=size=256x256:rate=30",
-                    help="live source (default lavfi:testsrc2=size=256x256:rate=30)")
-    so.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="generator (default: bundled)")
-    so.add_argument("--duration", type=positive_float, default=60.0, help="seconds to run (default 60)")
-    so.add_argument("--interval", type=positive_float, default=1.0, help="seconds between memory samples (default 1)")
-    so.add_argument("--max-latency", type=positive_float, default=1.0, help="latency bound in seconds (default 1.0)")
-    so.add_argument("--streams", help="comma list such as 1,2,4: instead of a soak, run N copies of --source "
-                    "through one shared model and as N separate processes, for --duration each")
+    so.add_argument("--source", default=StreamBenchOptions().stream.source, help="live source (default %(default)s)")
+    add_model_argument(so)
+    add_options(so, StreamBenchOptions)
     so.add_argument("--json", type=Path, help="write the report as JSON")
-    add_run_options(so)
     so.set_defaults(func=_cmd_bench_stream)
     t = kinds.add_parser("temporal", help="flicker and cost of each --temporal method on a clip (with added noise)")
     t.add_argument("--input", type=Path, action="append", required=True, help="video file (repeat for several)")
-    t.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="generator (default: bundled)")
-    t.add_argument("--methods", default="off,blend,flow",
-                   help="comma list of --temporal methods, plus ema-stats (instance-norm statistics averaged "
-                   "across frames, measured here only) (default off,blend,flow; flow needs OpenCV)")
-    t.add_argument("--noise", default="0,3", help="comma list of added noise σ in levels (default 0,3)")
-    t.add_argument("--frames", type=positive_int, default=60, help="frames per clip (default 60)")
+    add_model_argument(t)
+    add_options(t, TemporalBenchOptions)
     t.add_argument("--json", type=Path, help="write the reports as JSON")
     t.add_argument("--markdown", action="store_true", help="print a Markdown table")
     t.add_argument("--picture", type=Path, help="PNG: consecutive frames of the first clip, each method, and "
                    "their frame-to-frame change x8")
-    add_run_options(t)
     t.set_defaults(func=_cmd_bench_temporal)
+    sv = kinds.add_parser("serve", help="a running `serve` from a WebRTC client: frames/s, round trip, PSNR")
+    sv.add_argument("url", help="the page's address as the server printed it, e.g. http://127.0.0.1:8080/#token=…")
+    add_model_argument(sv)
+    add_options(sv, ServeBenchOptions)
+    sv.add_argument("--json", type=Path, help="also write the results as JSON")
+    sv.set_defaults(func=_cmd_bench_serve)
+
+
+def _check_outputs(args: argparse.Namespace, *names: str) -> None:
+    """Fail before the work if an output asked for (--json, --plot, --picture) could not be written."""
+    from cyclestream.engine.paths import check_writable
+
+    for name in names:
+        path = getattr(args, name)
+        if path is not None:
+            check_writable(path, f"--{name}")
 
 
 def _write_json(path: Path | None, data: dict[str, Any]) -> None:
@@ -78,22 +86,13 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
 
 
 def _cmd_bench_model(args: argparse.Namespace) -> int:
-    from cyclestream.engine.checkpoint import LoadedModel, load_model
-    from cyclestream.engine.jobs.bench import bench_model, parse_bench_size
+    from cyclestream.engine.jobs.bench import bench_model_file
+    from cyclestream.engine.jobs.bench_options import ModelBenchOptions
     from cyclestream.engine.jobs.bench_report import model_markdown, model_plot, model_table
-    from cyclestream.engine.models import GeneratorSpec, build_generator
 
-    if args.model is not None:
-        model = load_model(args.model)
-    else:
-        spec = GeneratorSpec(ngf=8, n_blocks=2) if args.quick else GeneratorSpec()
-        model = LoadedModel(build_generator(spec).eval(), spec, Path(spec.official_name), "random")
-    sizes = [parse_bench_size(s) for s in ("64" if args.quick else args.size).split(",")]
-    report = bench_model(
-        model, args.backends.split(","), args.precision.split(","), [int(b) for b in args.batch.split(",")],
-        sizes, args.device, warmup=1, repeats=1 if args.quick else args.repeats,
-        min_time=0.05 if args.quick else args.min_time, progress=not args.quiet,
-    )
+    options = from_args(ModelBenchOptions, args, progress=not args.quiet)
+    _check_outputs(args, "json", "plot")
+    report = bench_model_file(args.model, options=options)
     print(model_table(report))
     if args.markdown:
         print()
@@ -104,68 +103,54 @@ def _cmd_bench_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench_temporal(args: argparse.Namespace) -> int:
-
-    from cyclestream.engine.backends.options import prepare_backend
-    from cyclestream.engine.checkpoint import load_model
-    from cyclestream.engine.jobs.bench_temporal import (
-        STATS_LEVER,
-        add_noise,
-        bench_temporal,
-        format_table,
-        read_frames,
-        temporal_picture,
-    )
-
-    model, run = load_model(args.model), run_options(args)
-    methods = args.methods.split(",")
-    noise = [float(x) for x in args.noise.split(",")]
-    reports = [r for clip in args.input
-               for r in bench_temporal(clip, model, run, methods, noise, args.frames, progress=not args.quiet)]
-    print(format_table(reports, markdown=args.markdown))
-    _write_json(args.json, {"reports": [r.to_json() for r in reports]})
-    if args.picture:
-        frames = add_noise(read_frames(args.input[0], 5, run.size), max(noise))
-        h, w = frames[0].shape[:2]
-        backend = prepare_backend(model, dataclasses.replace(run, batch_size=1), h, w)
-        try:
-            shown = [m for m in methods if m != STATS_LEVER]
-            print(f"wrote {temporal_picture(frames, shown, backend, args.picture)}")
-        finally:
-            backend.close()
-    return 0
-
-
 def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
-    from cyclestream.engine.checkpoint import load_model
-    from cyclestream.engine.jobs.bench import bench_pipeline
+    from cyclestream.engine.jobs.bench import bench_pipeline_file
+    from cyclestream.engine.jobs.bench_options import PipelineBenchOptions
     from cyclestream.engine.jobs.bench_report import pipeline_table
-    from cyclestream.engine.media.sinks import EncodeOptions
 
-    report = bench_pipeline(args.input, load_model(args.model), run_options(args), EncodeOptions(),
-                            args.frames, progress=not args.quiet)
+    options = from_args(PipelineBenchOptions, args, progress=not args.quiet)
+    _check_outputs(args, "json")
+    report = bench_pipeline_file(args.input, args.model, options=options)
     print(pipeline_table(report))
     _write_json(args.json, report.to_json())
     return 0
 
 
 def _cmd_bench_stream(args: argparse.Namespace) -> int:
-    from cyclestream.engine.jobs.soak import soak_stream
-    from cyclestream.engine.jobs.stream import StreamOptions
+    from cyclestream.engine.jobs.bench_options import StreamBenchOptions
+    from cyclestream.engine.jobs.bench_streams import bench_stream
 
-    options = StreamOptions(source=args.source, model=args.model, run=run_options(args), duration=args.duration,
-                            max_latency=args.max_latency, stats_interval=0)
-    if args.streams:
-        from cyclestream.engine.jobs.bench_streams import bench_streams, streams_json, streams_table
-
-        rows = bench_streams(args.source, args.model, options.run, [int(n) for n in args.streams.split(",")],
-                             args.duration, args.max_latency)
-        print(streams_table(rows))
-        _write_json(args.json, streams_json(rows))
-        return 0
-    report = soak_stream(options, args.interval)
+    options = from_args(StreamBenchOptions, args, source=args.source, model=args.model)
+    _check_outputs(args, "json")
+    report = bench_stream(options)
     print(report.table())
     _write_json(args.json, report.to_json())
+    return 0
+
+
+def _cmd_bench_temporal(args: argparse.Namespace) -> int:
+    from cyclestream.engine.jobs.bench_options import TemporalBenchOptions
+    from cyclestream.engine.jobs.bench_temporal import bench_temporal_files
+
+    options = from_args(TemporalBenchOptions, args, progress=not args.quiet)
+    _check_outputs(args, "json", "picture")
+    bench = bench_temporal_files(args.input, args.model, options=options, picture=args.picture)
+    print(bench.table(markdown=args.markdown))
+    _write_json(args.json, bench.to_json())
+    if bench.picture is not None:
+        print(f"wrote {bench.picture}")
+    return 0
+
+
+def _cmd_bench_serve(args: argparse.Namespace) -> int:
+    from cyclestream.engine.jobs.bench_options import ServeBenchOptions
+    from cyclestream.engine.serve.probe import probe
+
+    _check_outputs(args, "json")
+    results = probe(args.url, args.model, options=from_args(ServeBenchOptions, args))
+    rows = [dataclasses.asdict(r) for r in results]
+    print(json.dumps(rows, indent=2))
+    _write_json(args.json, {"results": rows})
     return 0
 
 

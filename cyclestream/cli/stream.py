@@ -9,42 +9,33 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cyclestream.bundled import DEFAULT_MODEL
-from cyclestream.cli.options import CRF, add_run_options, add_temporal_option, int_in, positive_float, run_options
+from cyclestream.cli.flags import add_options, from_args
+from cyclestream.cli.options import add_model_argument
 
 log = logging.getLogger("cyclestream")
 
 
 def _add_stream(sub: Any) -> None:
+    from cyclestream.engine.jobs.options import StreamOptions
+
     p = sub.add_parser("stream", help="translate a live camera, network stream or test source with bounded latency")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="generator (default: bundled)")
+    add_model_argument(p)
     p.add_argument("--source", required=True, action="append",
                    help="/dev/video0 | udp://@:5000 | rtsp://... | rtmp://...[?listen] | "
                    "lavfi:testsrc2=size=640x360:rate=30 | FILE; repeat it to run several streams through one model")
     p.add_argument("--sink", action="append",
                    help="null (default) | FILE.ts/.mkv/.mp4 (recorded under its name, playable even if the job is "
                    "killed) | udp://127.0.0.1:5001 | rtmp://...; with several --source, one --sink each, in order")
-    p.add_argument("--preview", metavar="[HOST]:PORT", help="serve a live MJPEG page, e.g. :8080")
-    p.add_argument("--fps", type=positive_float, help="at most this many frames per second (cameras: capture rate)")
-    p.add_argument("--realtime", action="store_true", help="play a FILE source at its native rate")
-    p.add_argument("--input-format", help="camera pixel format for V4L2, e.g. mjpeg or yuyv422")
-    p.add_argument("--max-latency", type=positive_float, default=1.0, help="latency bound in seconds (default 1.0)")
-    p.add_argument("--reconnect", type=int_in(0), default=3, help="reopen a stalled network source N times (default 3)")
-    p.add_argument("--read-timeout", type=positive_float, default=3.0,
-                   help="seconds without data = stalled (default 3)")
-    p.add_argument("--duration", type=positive_float, help="stop after this many seconds")
-    p.add_argument("--codec", default="libx264", help="encoder for the sink (default libx264, zero-latency)")
-    p.add_argument("--crf", type=CRF, default=23, help="sink quality (default 23)")
     p.add_argument("--stats-json", type=Path, help="also write the summary JSON here")
-    add_run_options(p)
-    add_temporal_option(p)
+    add_options(p, StreamOptions)
     p.set_defaults(func=_cmd_stream)
 
 
 def _cmd_stream(args: argparse.Namespace) -> int:
 
     from cyclestream.engine.errors import CycleStreamError
-    from cyclestream.engine.jobs.stream import LIVE_ENCODE, StreamInterrupted, StreamOptions, print_summary, run_streams
+    from cyclestream.engine.jobs.options import StreamOptions
+    from cyclestream.engine.jobs.stream import StreamInterrupted, print_summary, run_streams
     from cyclestream.engine.paths import check_writable
 
     if args.stats_json is not None:
@@ -55,13 +46,8 @@ def _cmd_stream(args: argparse.Namespace) -> int:
                                "(null for none), in the same order")
     if len(args.source) > 1 and args.preview:
         raise CycleStreamError("--preview shows one stream: use it with a single --source")
-    options = StreamOptions(
-        source=args.source[0], sink=sinks[0], model=args.model, run=run_options(args),
-        encode=dataclasses.replace(LIVE_ENCODE, codec=args.codec, crf=args.crf),
-        fps=args.fps, realtime=args.realtime, max_latency=args.max_latency, reconnect=args.reconnect,
-        read_timeout=args.read_timeout, preview=args.preview, duration=args.duration, input_format=args.input_format,
-        stats_interval=0 if args.quiet else 1.0, temporal=args.temporal,
-    )
+    quiet = {"stats_interval": 0.0} if args.quiet else {}
+    options = from_args(StreamOptions, args, source=args.source[0], sink=sinks[0], model=args.model, **quiet)
     jobs = [dataclasses.replace(options, source=source, sink=sink) for source, sink in zip(args.source, sinks,
                                                                                              strict=True)]
     try:

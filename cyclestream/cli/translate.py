@@ -9,9 +9,9 @@ from typing import Any
 
 from cyclestream.bundled import DEFAULT_MODEL, DEMO_CLIP, STUDENT_MODEL
 from cyclestream.cli.options import (
-    add_encode_options,
-    add_run_options,
-    add_temporal_option,
+    MODEL_HELP,
+    add_model_argument,
+    add_translate_options,
     check_preview,
     print_report,
     translate_options,
@@ -24,22 +24,15 @@ def _add_translate(sub: Any) -> None:
     p = sub.add_parser("translate", help="translate a video file, an image or a folder of images")
     p.add_argument("input", type=Path, help="video file, image, or folder of images")
     p.add_argument("output", type=Path, help="output video file, image, or folder")
-    p.add_argument(
-        "--model",
-        type=Path,
-        default=DEFAULT_MODEL,
-        help="generator: an official *_net_G.pth or a cyclestream .safetensors (default: bundled)",
-    )
-    add_run_options(p)
-    add_encode_options(p)
-    add_temporal_option(p)
+    add_model_argument(p)
+    add_translate_options(p)
     p.set_defaults(func=_cmd_translate)
 
 
 def _cmd_translate(args: argparse.Namespace) -> int:
     from cyclestream.engine.jobs.translate import ImagesFailed, translate
 
-    options = translate_options(args, args.output)
+    options = translate_options(args)
     check_preview(args, args.input)
     try:
         report = translate(args.input, args.output, args.model, options)
@@ -52,36 +45,24 @@ def _cmd_translate(args: argparse.Namespace) -> int:
 
 def _add_demo(sub: Any) -> None:
     p = sub.add_parser("demo", help="translate the bundled demo clip with the bundled model")
-    p.add_argument(
-        "--output",
-        type=Path,
-        default=Path("out/demo_translated.mp4"),
-        help="output video (default out/demo_translated.mp4)",
-    )
+    p.add_argument("--output", type=Path, default=Path("out/demo_translated.mp4"),
+                   help="output video (default out/demo_translated.mp4)")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="generator (default: bundled)")
+    which.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=MODEL_HELP)
     which.add_argument("--student", action="store_true",
-                       help="the bundled real-time student (distilled from the bundled model); runs on OpenVINO "
-                       "when it is installed and --backend is auto")
-    add_run_options(p)
-    add_encode_options(p)
-    add_temporal_option(p)
+                       help="the bundled real-time student (distilled from the bundled model)")
+    add_translate_options(p)
     p.set_defaults(func=_cmd_demo)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from cyclestream.engine.jobs.translate import translate
 
-    if args.student:
-        from cyclestream.engine.backends.auto import installed
-
-        args.model = STUDENT_MODEL
-        if args.backend == "auto" and args.device in ("cpu", "auto") and installed("openvino"):
-            args.backend = "openvino"
-    options = translate_options(args, args.output)
+    model = STUDENT_MODEL if args.student else args.model
+    options = translate_options(args)
     check_preview(args, DEMO_CLIP)
-    print(f"translating the bundled clip {DEMO_CLIP.name} with {args.model.name}")
-    print_report(translate(DEMO_CLIP, args.output, args.model, options))
+    print(f"translating the bundled clip {DEMO_CLIP.name} with {model.name}")
+    print_report(translate(DEMO_CLIP, args.output, model, options))
     return 0
 
 

@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 from cyclestream.engine.errors import BackendError
 
 if TYPE_CHECKING:
-    from cyclestream.engine.backends.base import PRECISIONS, Backend, FrameShape, Precision
+    from cyclestream.engine.backends.base import Backend, FrameShape
+    from cyclestream.engine.backends.options import PRECISIONS, Precision
 
-_FROM_BASE = ("PRECISIONS", "Backend", "FrameShape", "Precision")
+_FROM_BASE = ("Backend", "FrameShape")
+_FROM_OPTIONS = ("PRECISIONS", "Precision")
 
 
 def __getattr__(name: str) -> Any:
@@ -31,6 +33,10 @@ def __getattr__(name: str) -> Any:
         from cyclestream.engine.backends import base
 
         return getattr(base, name)
+    if name in _FROM_OPTIONS:
+        from cyclestream.engine.backends import options
+
+        return getattr(options, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -54,7 +60,7 @@ _HERE = "cyclestream.engine.backends"
 REGISTRY: dict[str, BackendEntry] = {
     entry.name: entry
     for entry in (
-        BackendEntry("auto", "TensorRT on a GPU, else the fastest CPU backend installed (default)",
+        BackendEntry("auto", "TensorRT on a GPU, else the fastest CPU backend installed",
                      f"{_HERE}.auto", "AutoBackend", takes_kernels=True),
         BackendEntry("eager", "PyTorch, the reference", f"{_HERE}.eager", "EagerBackend", takes_kernels=True),
         BackendEntry("compile", "torch.compile (inductor)", f"{_HERE}.compiled", "CompiledBackend"),
@@ -66,16 +72,19 @@ REGISTRY: dict[str, BackendEntry] = {
 BACKEND_NAMES = tuple(REGISTRY)
 
 
-def create_backend(name: str, device: str = "cpu", kernels: str = "auto") -> Backend:
-    """A backend instance for ``name`` ("auto" picks the best one available here when prepared).
+def create_backend(name: str, device: str = "auto", kernels: str = "auto") -> Backend:
+    """A backend instance for ``name`` ("auto" picks the best one available here when prepared) on
+    ``device`` (``auto``: CUDA where torch sees a GPU, else the CPU).
 
     ``kernels`` (eager, and auto when it picks eager): "auto" fuses the Triton instance-norm kernels in
     on CUDA and leaves the plain PyTorch path on the CPU; "triton" / "reference" force one; "off"
     never fuses."""
+    from cyclestream.engine.options import resolve_device
+
     entry = REGISTRY.get(name)
     if entry is None:
         raise BackendError(f"unknown backend {name!r}; choose one of: {', '.join(BACKEND_NAMES)}")
-    return entry.create(device, kernels)
+    return entry.create(resolve_device(device), kernels)
 
 
 def backends_help() -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import statistics
 import tempfile
 import time
@@ -21,33 +22,26 @@ import torch
 from tqdm import tqdm
 
 from cyclestream.engine.backends import Backend, FrameShape, Precision, create_backend
-from cyclestream.engine.backends.options import RunOptions, prepare_backend
-from cyclestream.engine.checkpoint import LoadedModel
+from cyclestream.engine.backends.options import prepare_backend
+from cyclestream.engine.checkpoint import LoadedModel, load_model
 from cyclestream.engine.errors import CycleStreamError
+from cyclestream.engine.jobs.bench_options import ModelBenchOptions, PipelineBenchOptions
+from cyclestream.engine.jobs.options import TranslateOptions
 from cyclestream.engine.jobs.roofline import Peaks, count_macs, measure_peaks, min_bytes_per_frame
-from cyclestream.engine.jobs.translate import TranslateOptions, translate_video
+from cyclestream.engine.jobs.translate import translate_video
 from cyclestream.engine.machine import describe_machine
 from cyclestream.engine.measure import frames_relative_l2, time_calls
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.remux import copy_head
-from cyclestream.engine.media.sinks import EncodeOptions, VideoFileSink
+from cyclestream.engine.media.sinks import VideoFileSink
 from cyclestream.engine.media.sources import VideoFileSource
 from cyclestream.engine.media.synthetic import synthetic_frame
+from cyclestream.engine.models import GeneratorSpec, build_generator
+from cyclestream.engine.options import resolve_device
 
 log = logging.getLogger("cyclestream")
 
-NAMED_SIZES = {"720p": (1280, 720), "1080p": (1920, 1080), "480p": (854, 480), "4k": (3840, 2160)}
-
-
-def parse_bench_size(text: str) -> tuple[int, int]:
-    """'256' → (256, 256), '720p' → (1280, 720), '640x360' → (640, 360)."""
-    text = text.strip().lower()
-    if text in NAMED_SIZES:
-        return NAMED_SIZES[text]
-    if "x" in text:
-        w, h = text.split("x")
-        return int(w), int(h)
-    return int(text), int(text)
+QUICK_SPEC = GeneratorSpec(ngf=8, n_blocks=2)  # bench model --quick without --model
 
 
 @dataclass
@@ -98,18 +92,20 @@ def _prepare(model: LoadedModel, name: str, device: str, shape: FrameShape, prec
     return backend
 
 
-def bench_model(
-    model: LoadedModel,
-    backends: list[str],
-    precisions: list[Precision],
-    batches: list[int],
-    sizes: list[tuple[int, int]],
-    device: str = "cpu",
-    warmup: int = 1,
-    repeats: int = 3,
-    min_time: float = 1.0,
-    progress: bool = True,
-) -> ModelBench:
+def bench_model_file(path: str | os.PathLike[str] | None, *, options: ModelBenchOptions | None = None) -> ModelBench:
+    """:func:`bench_model` of the generator file ``path``; without one, of the official resnet_9blocks with
+    random weights (speed does not depend on them), or a tiny generator with ``options.quick``."""
+    if path is not None:
+        return bench_model(load_model(path), options=options)
+    spec = QUICK_SPEC if options is not None and options.quick else GeneratorSpec()
+    model = LoadedModel(build_generator(spec).eval(), spec, Path(spec.official_name), "random")
+    return bench_model(model, options=options)
+
+
+def bench_model(model: LoadedModel, *, options: ModelBenchOptions | None = None) -> ModelBench:
+    """Every backend x precision x batch x size of ``options``, each beside the baseline (eager fp32 batch 1)."""
+    options = (options or ModelBenchOptions()).measured()
+    sizes, min_time, device = options.sizes, options.min_time, resolve_device(options.device)
     peaks = measure_peaks(n=1024 if min_time < 0.5 else 2048, copy_mb=64 if min_time < 0.5 else 256)
     params = sum(p.numel() for p in model.generator.parameters())
     macs = {f"{w}x{h}": count_macs(model.generator, h, w, model.spec.size_multiple) for w, h in sizes}
@@ -123,13 +119,13 @@ def bench_model(
             "macs_per_frame": macs,
         },
     )
-    configs = [(b, p, n) for b in backends for p in precisions for n in batches]
-    bar = tqdm(total=len(sizes) * (len(configs) + 1), unit="config", disable=not progress)
+    configs = [(b, p, n) for b in options.backends for p in options.precisions for n in options.batches]
+    bar = tqdm(total=len(sizes) * (len(configs) + 1), unit="config", disable=not options.progress)
     for width, height in sizes:
         flop = 2 * macs[f"{width}x{height}"]
         baseline_backend = _prepare(model, "eager", device, FrameShape(1, height, width), "fp32")
         reference = baseline_backend.run(_frames(1, width, height))
-        baseline = _measure(baseline_backend, "eager", "fp32", 1, width, height, warmup, repeats, min_time)
+        baseline = _measure(baseline_backend, "eager", "fp32", 1, width, height, options)
         baseline_backend.close()
         baseline.speedup, baseline.rel_l2 = 1.0, 0.0
         report.rows.append(baseline)
@@ -146,7 +142,7 @@ def bench_model(
                 bar.update(1)
                 continue
             try:
-                row = _measure(backend, name, precision, batch, width, height, warmup, repeats, min_time)
+                row = _measure(backend, name, precision, batch, width, height, options)
                 row.rel_l2 = frames_relative_l2(backend.run(_frames(1, width, height)), reference)
             finally:
                 backend.close()
@@ -161,12 +157,11 @@ def bench_model(
     bar.close()
     report.model["min_bytes_per_frame"] = {f"{w}x{h}": min_bytes_per_frame(model.generator, h, w, 1) for w, h in sizes}
     if model.metadata.get("distillation"):
-        report.model["official_baseline"] = _official_baseline(report, sizes, device, repeats, min_time)
+        report.model["official_baseline"] = _official_baseline(report, device, options)
     return report
 
 
-def _official_baseline(report: ModelBench, sizes: list[tuple[int, int]], device: str, repeats: int,
-                       min_time: float) -> dict[str, dict[str, float]]:
+def _official_baseline(report: ModelBench, device: str, options: ModelBenchOptions) -> dict[str, dict[str, float]]:
     """A distilled student is also measured against what it replaces: the official resnet_9blocks
     (random weights: speed does not depend on them) in eager fp32, batch 1, at each size, in this run.
     Returns ``{size: {"images_per_s": official, "best_student": ..., "speedup": best / official}}``."""
@@ -174,10 +169,10 @@ def _official_baseline(report: ModelBench, sizes: list[tuple[int, int]], device:
 
     official = random_model()
     out: dict[str, dict[str, float]] = {}
-    for width, height in sizes:
+    for width, height in options.sizes:
         backend = _prepare(official, "eager", device, FrameShape(1, height, width), "fp32")
         try:
-            row = _measure(backend, "eager", "fp32", 1, width, height, 1, repeats, min_time)
+            row = _measure(backend, "eager", "fp32", 1, width, height, options)
         finally:
             backend.close()
         best = max((r.images_per_s for r in report.rows if r.size == row.size and not r.skipped), default=0.0)
@@ -193,12 +188,10 @@ def _measure(
     batch: int,
     width: int,
     height: int,
-    warmup: int,
-    repeats: int,
-    min_time: float,
+    options: ModelBenchOptions,
 ) -> ModelRow:
     frames = _frames(batch, width, height)
-    times = time_calls(lambda: backend.run(frames), warmup, repeats, min_time)
+    times = time_calls(lambda: backend.run(frames), options.warmup, options.repeats, options.min_time)
     median = statistics.median(times)
     return ModelRow(
         name,
@@ -238,15 +231,17 @@ class PipelineBench:
         return {**dataclasses.asdict(self), "efficiency": round(self.efficiency, 3)}
 
 
-def bench_pipeline(
-    input_path: Path,
-    model: LoadedModel,
-    run: RunOptions,
-    encode: EncodeOptions,
-    max_frames: int | None = None,
-    progress: bool = True,
-) -> PipelineBench:
+def bench_pipeline_file(input_path: Path, model_path: str | os.PathLike[str], *,
+                        options: PipelineBenchOptions | None = None) -> PipelineBench:
+    """:func:`bench_pipeline` with the generator file ``model_path``."""
+    return bench_pipeline(input_path, load_model(model_path), options=options)
+
+
+def bench_pipeline(input_path: Path, model: LoadedModel, *,
+                   options: PipelineBenchOptions | None = None) -> PipelineBench:
     """decode only, model only, encode only — each alone — then decode ∥ model ∥ encode together."""
+    options = options or PipelineBenchOptions()
+    run, encode, max_frames, progress = options.run, options.encode, options.frames, options.progress
     # Decode alone (frames kept for the next two stages).
     t0 = time.perf_counter()
     source = VideoFileSource(input_path, size=run.size)
@@ -290,7 +285,7 @@ def bench_pipeline(
             clip,
             Path(tmp) / "pipeline.mp4",
             model,
-            TranslateOptions(run=run, encode=encode, preview=None, progress=progress),
+            TranslateOptions(run=run, encode=encode, preview=False, progress=progress),
         )
     n = len(frames)
     stats = report.stats

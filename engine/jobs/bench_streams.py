@@ -1,4 +1,5 @@
-"""``bench stream --streams 1,2,4``: N live streams through one shared model against N separate processes.
+"""``bench stream``: a soak (``soak.py``), or with ``--streams 1,2,4`` N live streams through one shared model
+against N separate processes.
 
 Both ways run the same source N times for the same duration with null sinks; the table gives the
 aggregate output frame rate (all streams' frames over the longest stream's wall time), the worst
@@ -11,12 +12,15 @@ import json
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cyclestream.engine.backends.options import RunOptions
-from cyclestream.engine.jobs.stream import StreamOptions, run_streams
+from cyclestream.engine.jobs.bench_options import StreamBenchOptions
+from cyclestream.engine.jobs.options import StreamOptions
+from cyclestream.engine.jobs.soak import SoakReport, soak_stream
+from cyclestream.engine.jobs.stream import run_streams
 
 
 @dataclass(frozen=True)
@@ -47,13 +51,15 @@ def _run_args(run: RunOptions) -> list[str]:
     return args
 
 
-def _separate_processes(source: str, model: Path, run: RunOptions, n: int, duration: float) -> list[dict[str, Any]]:
+def _separate_processes(job: StreamOptions, n: int) -> list[dict[str, Any]]:
+    duration = job.duration or 0.0
     with tempfile.TemporaryDirectory(prefix="cyclestream-bench-") as folder:
         outputs = [Path(folder) / f"stream{k}.json" for k in range(n)]
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "cyclestream", "-q", "stream", "--model", str(model), "--source", source,
-                 "--duration", str(duration), "--stats-json", str(out), *_run_args(run)],
+                [sys.executable, "-m", "cyclestream", "-q", "stream", "--model", str(job.model), "--source",
+                 job.source, "--duration", str(duration), "--max-latency", str(job.max_latency), "--temporal",
+                 job.temporal, "--stats-json", str(out), *_run_args(job.run)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -70,25 +76,31 @@ def _separate_processes(source: str, model: Path, run: RunOptions, n: int, durat
         return [json.loads(out.read_text()) for out in outputs if out.exists()]
 
 
-def bench_streams(
-    source: str, model: Path, run: RunOptions, counts: list[int], duration: float, max_latency: float = 1.0
-) -> list[StreamsRow]:
-    rows = []
-    for n in counts:
-        job = StreamOptions(source=source, model=model, run=run, duration=duration, stats_interval=0,
-                            max_latency=max_latency)
-        rows.append(_row("shared", [r.summary() for r in run_streams([job] * n)]))
-        summaries = _separate_processes(source, model, run, n, duration)
+@dataclass
+class StreamsBench:
+    rows: list[StreamsRow] = field(default_factory=list)
+
+    def table(self) -> str:
+        lines = [f"{'streams':>7} {'mode':<10} {'fps (all)':>10} {'p95 ms (worst)':>15} {'dropped':>8}"]
+        lines += [f"{r.streams:>7} {r.mode:<10} {r.fps:>10.1f} {r.p95_ms:>15.1f} {r.dropped:>8}" for r in self.rows]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rows": [asdict(r) for r in self.rows]}
+
+
+def bench_stream(options: StreamBenchOptions) -> SoakReport | StreamsBench:
+    """``bench stream``: :func:`bench_streams` when ``options.streams`` names counts, else a soak."""
+    return bench_streams(options) if options.streams else soak_stream(options)
+
+
+def bench_streams(options: StreamBenchOptions) -> StreamsBench:
+    """For each count N of ``options.streams``: N copies of ``options.stream`` through one shared model, then
+    as N separate ``cyclestream stream`` processes (a row only when all N reported)."""
+    report, job = StreamsBench(), options.stream
+    for n in options.streams or ():
+        report.rows.append(_row("shared", [r.summary() for r in run_streams([job] * n)]))
+        summaries = _separate_processes(job, n)
         if len(summaries) == n:
-            rows.append(_row("processes", summaries))
-    return rows
-
-
-def streams_table(rows: list[StreamsRow]) -> str:
-    lines = [f"{'streams':>7} {'mode':<10} {'fps (all)':>10} {'p95 ms (worst)':>15} {'dropped':>8}"]
-    lines += [f"{r.streams:>7} {r.mode:<10} {r.fps:>10.1f} {r.p95_ms:>15.1f} {r.dropped:>8}" for r in rows]
-    return "\n".join(lines)
-
-
-def streams_json(rows: list[StreamsRow]) -> dict[str, Any]:
-    return {"rows": [asdict(r) for r in rows]}
+            report.rows.append(_row("processes", summaries))
+    return report

@@ -19,6 +19,7 @@ import dataclasses
 import importlib.util
 import itertools
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,13 +34,14 @@ from tqdm import tqdm
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.backends import Backend
 from cyclestream.engine.backends.options import RunOptions, prepare_backend
-from cyclestream.engine.checkpoint import LoadedModel
+from cyclestream.engine.checkpoint import LoadedModel, load_model
 from cyclestream.engine.errors import MediaError
+from cyclestream.engine.jobs.bench_options import STATS_LEVER, TemporalBenchOptions
 from cyclestream.engine.media.sources import VideoFileSource
 from cyclestream.engine.temporal import BlendSettings, DisFlow, box_blur, grey, is_cut, make_stabiliser
 
 STILL_BELOW, MOVING_ABOVE, VALID_WARP_BELOW = 3.0, 10.0, 10.0
-STATS_LEVER = "ema-stats"  # measured here only: instance-norm statistics averaged across frames (eager)
+PICTURE_FRAMES = 5  # read for the picture: the frame before and the four it shows
 
 
 @dataclass
@@ -68,6 +70,20 @@ class TemporalReport:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class TemporalBench:
+    """``bench temporal`` of several clips: a report per clip and noise level, and the picture if asked."""
+
+    reports: list[TemporalReport]
+    picture: Path | None = None
+
+    def table(self, markdown: bool = False) -> str:
+        return format_table(self.reports, markdown=markdown)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reports": [r.to_json() for r in self.reports]}
 
 
 def add_noise(frames: Sequence[np.ndarray], sigma: float, seed: int = 0) -> list[np.ndarray]:
@@ -197,6 +213,14 @@ def read_frames(path: str | Path, frames: int, size: tuple[int, int] | None) -> 
         source.close()
 
 
+def read_clip(path: str | Path, frames: int, size: tuple[int, int] | None) -> list[np.ndarray]:
+    """:func:`read_frames`, refusing a clip with no frame."""
+    read = read_frames(path, frames, size)
+    if not read:
+        raise MediaError(f"no frame of {path} could be read")
+    return read
+
+
 def run_model(backend: Backend, frames: Sequence[np.ndarray]) -> tuple[list[np.ndarray], float]:
     """Per-frame outputs (one frame per call, as a live stream runs) and the model's ms/frame."""
     outputs, t0 = [], time.perf_counter()
@@ -205,24 +229,40 @@ def run_model(backend: Backend, frames: Sequence[np.ndarray]) -> tuple[list[np.n
     return outputs, 1000 * (time.perf_counter() - t0) / max(1, len(frames))
 
 
-def bench_temporal(
-    clip: str | Path,
-    model: LoadedModel,
-    run: RunOptions,
-    methods: Sequence[str],
-    noise: Sequence[float] = (0.0, 3.0),
-    frames: int = 60,
-    progress: bool = True,
-) -> list[TemporalReport]:
+def _frame_by_frame(model: LoadedModel, run: RunOptions, frames: Sequence[np.ndarray]) -> Backend:
+    """A backend for one frame per call (as a live stream runs) at the size of ``frames``."""
+    height, width = frames[0].shape[:2]
+    return prepare_backend(model, dataclasses.replace(run, batch_size=1), height, width)
+
+
+def bench_temporal_files(clips: Sequence[str | Path], model_path: str | os.PathLike[str], *,
+                         options: TemporalBenchOptions | None = None, picture: Path | None = None) -> TemporalBench:
+    """:func:`bench_temporal` of each clip with the generator file ``model_path``, and with ``picture`` the
+    :func:`temporal_picture` of the first clip at the largest noise level."""
+    options = options or TemporalBenchOptions()
+    model = load_model(model_path)
+    reports = [r for clip in clips for r in bench_temporal(clip, model, options=options)]
+    if picture is not None:
+        frames = add_noise(read_clip(clips[0], PICTURE_FRAMES, options.run.size), max(options.noise))
+        backend = _frame_by_frame(model, options.run, frames)
+        try:
+            temporal_picture(frames, [m for m in options.methods if m != STATS_LEVER], backend, picture)
+        finally:
+            backend.close()
+    return TemporalBench(reports, picture)
+
+
+def bench_temporal(clip: str | Path, model: LoadedModel, *,
+                   options: TemporalBenchOptions | None = None) -> list[TemporalReport]:
     """One report per noise level: the clip (with added noise σ) through the model once, then every method."""
-    clean = read_frames(clip, frames, run.size)
-    if not clean:
-        raise MediaError(f"no frame of {clip} could be read")
+    options = options or TemporalBenchOptions()
+    methods = options.methods
+    clean = read_clip(clip, options.frames, options.run.size)
     height, width = clean[0].shape[:2]
-    backend = prepare_backend(model, dataclasses.replace(run, batch_size=1), height, width)
+    backend = _frame_by_frame(model, options.run, clean)
     reports = []
     try:
-        for sigma in tqdm(noise, desc=Path(clip).name, unit="noise level", disable=not progress):
+        for sigma in tqdm(options.noise, desc=Path(clip).name, unit="noise level", disable=not options.progress):
             inputs = add_noise(clean, sigma)
             per_frame, model_ms = run_model(backend, inputs)
             precomputed = {}
@@ -314,6 +354,6 @@ def smoothed_stats_outputs(model: LoadedModel, frames: Sequence[np.ndarray], kee
                     norm.mean = norm.var = None
             previous = frame
             x = torch.from_numpy(frame[None].copy())
-            y = generator(to_model_input(x, model.spec.size_multiple))
-            outputs.append(from_model_output(y, *frame.shape[:2])[0].numpy())
+            y = generator(to_model_input(x, model.spec.size_multiple, value_range=model.family.value_range))
+            outputs.append(from_model_output(y, *frame.shape[:2], value_range=model.family.value_range)[0].numpy())
     return outputs

@@ -21,27 +21,15 @@ from pathlib import Path
 import torch
 
 from cyclestream.engine.atomic import atomic_output
-from cyclestream.engine.backends.cache import ShapeProfile, default_cache_dir, model_digest, onnx_cache_path
-from cyclestream.engine.backends.export import OPSET, export_onnx
+from cyclestream.engine.backends.cache import ShapeProfile, default_cache_dir
+from cyclestream.engine.backends.export import OPSET, export_onnx, store_cached_onnx
 from cyclestream.engine.backends.onnx_plugins import plugin_onnx_path, write_plugin_onnx
 from cyclestream.engine.checkpoint import LoadedModel, load_model
 from cyclestream.engine.errors import BackendError
+from cyclestream.engine.jobs.options import CompileOptions
 from cyclestream.engine.jobs.verify import eager_output, model_input, relative_l2, sample_frames
 
-TARGETS = ("onnx", "openvino", "tensorrt")
 SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}
-DEFAULT_SHAPE = "1x3x256x256"
-
-
-@dataclass(frozen=True)
-class CompileOptions:
-    target: str
-    precision: str = "fp32"
-    shape: str = DEFAULT_SHAPE  # OPT, OPT:MAX or MIN:OPT:MAX, each NxCxHxW
-    out: Path | None = None  # default: the model's name with the target's suffix, in the current folder
-    device: str = "cuda"  # for tensorrt
-    exporter: str = "auto"  # for onnx: auto, dynamo or torchscript
-    cache_dir: Path | None = None
 
 
 @dataclass
@@ -58,9 +46,8 @@ def default_output(model_path: Path, target: str) -> Path:
 
 def compile_model(model_path: str | Path, options: CompileOptions) -> CompileReport:
     """Load ``model_path`` and build ``options.target`` from it (see the module docstring)."""
-    if options.target not in TARGETS:
-        raise BackendError(f"unknown compile target {options.target!r}; choose one of {', '.join(TARGETS)}")
     model = load_model(model_path)
+    model.require_image_input()
     profile = ShapeProfile.parse(options.shape)
     if profile.opt[1] != model.spec.input_nc:
         raise BackendError(f"--shape has {profile.opt[1]} channels; this generator takes {model.spec.input_nc}")
@@ -85,9 +72,7 @@ def _onnx(model: LoadedModel, out: Path, options: CompileOptions, profile: Shape
     if options.precision not in ("fp32", "fp16"):
         raise BackendError("--target onnx writes fp32 or fp16 graphs (bf16 is an OpenVINO/eager run-time choice)")
     report = export_onnx(model, out, options.precision, exporter=options.exporter)
-    cached = onnx_cache_path(cache_dir, model_digest(model), options.precision, OPSET)
-    with atomic_output(cached) as tmp:
-        shutil.copyfile(out, tmp)
+    cached = store_cached_onnx(model, out, options.precision, cache_dir)
     details = [
         f"{report.exporter} exporter, opset {OPSET}, {report.precision}, dynamic batch/height/width",
         f"{report.instance_norms} InstanceNormalization nodes; ops: "

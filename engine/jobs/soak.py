@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from cyclestream.engine.jobs.stream import StreamOptions, run_stream
+from cyclestream.engine.jobs.bench_options import StreamBenchOptions
+from cyclestream.engine.jobs.stream import run_stream
 
 WARMUP_SHARE = 0.2  # the first fifth of the samples (allocator and caches settling) is left out of the slopes
 
@@ -88,8 +89,9 @@ class SoakReport:
         )
 
 
-def soak_stream(options: StreamOptions, interval: float = 1.0) -> SoakReport:
-    """Run the live job ``options`` (give it a ``duration``) and sample memory and files every ``interval`` s."""
+def soak_stream(options: StreamBenchOptions) -> SoakReport:
+    """Run the live job ``options.stream`` for its duration, sampling memory and files every ``options.interval`` s."""
+    interval = options.interval
     samples: list[tuple[float, float, int]] = []
     done = threading.Event()
     t0 = time.monotonic()
@@ -101,7 +103,7 @@ def soak_stream(options: StreamOptions, interval: float = 1.0) -> SoakReport:
     sampler = threading.Thread(target=sample, name="cyclestream-soak", daemon=True)
     sampler.start()
     try:
-        report = run_stream(options)
+        report = run_stream(options.stream)
     finally:
         done.set()
         sampler.join()

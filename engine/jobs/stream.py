@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,42 +32,23 @@ import torch
 
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.backends.base import Backend
-from cyclestream.engine.backends.options import RunOptions, prepare_backend
+from cyclestream.engine.backends.options import prepare_backend
 from cyclestream.engine.backends.shared import SharedBackend
 from cyclestream.engine.checkpoint import load_model
 from cyclestream.engine.errors import CycleStreamError
+from cyclestream.engine.jobs.options import StreamOptions
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.live import LiveSource, parse_source
 from cyclestream.engine.media.live_input import SourceStopped
 from cyclestream.engine.media.live_output import open_live_sink, recording_options
 from cyclestream.engine.media.preview_server import PreviewServer, parse_listen
 from cyclestream.engine.media.probe import VideoInfo
-from cyclestream.engine.media.sinks import EncodeOptions, check_video_codec
+from cyclestream.engine.media.sinks import check_video_codec
 from cyclestream.engine.pipeline import LIVE_POLICY, Pipeline
 from cyclestream.engine.stats import PipelineStats
 from cyclestream.engine.temporal import make_stabiliser
 
 log = logging.getLogger("cyclestream")
-
-LIVE_ENCODE = EncodeOptions(codec="libx264", crf=23, preset="veryfast", tune="zerolatency")
-@dataclass(frozen=True)
-class StreamOptions:
-    source: str
-    sink: str = "null"
-    model: Path | None = None
-    run: RunOptions = field(default_factory=RunOptions)
-    encode: EncodeOptions = LIVE_ENCODE
-    fps: float | None = None
-    realtime: bool = False
-    max_latency: float = 1.0  # seconds, capture → written
-    reconnect: int = 3
-    read_timeout: float = 3.0
-    preview: str | None = None  # "[HOST]:PORT" for the MJPEG page
-    input_format: str | None = None  # camera pixel format (v4l2 input_format: mjpeg, yuyv422, ...)
-    duration: float | None = None  # stop after this many seconds
-    stats_interval: float = 1.0  # seconds between live statistics lines; 0: none
-    temporal: str = "off"  # --temporal (the command line's default is on)
-
 
 @dataclass
 class StreamReport:
@@ -209,7 +190,7 @@ def _check_options(options: StreamOptions) -> None:
             recording_options(Path(options.sink), options.encode)  # a bad name fails before connecting
 
 
-def _connect(options: StreamOptions) -> tuple[LiveSource, bool]:
+def connect_source(options: StreamOptions) -> tuple[LiveSource, bool]:
     """The source, reading in the background from now on, and whether it is a network source."""
     spec = parse_source(options.source, options.run.size, options.fps, options.input_format)
     source = LiveSource(
@@ -303,7 +284,7 @@ def run_stream(options: StreamOptions, on_ready: Callable[[PreviewServer | None]
     """Run a live job until the source ends, ``duration`` passes, or Ctrl-C/SIGTERM; returns its report."""
     _check_options(options)
     model = load_model(options.model)  # type: ignore[arg-type]
-    source, network = _connect(options)
+    source, network = connect_source(options)
     backend = None
     try:
         with _graceful_stop(source.stop) as signals:
@@ -328,7 +309,7 @@ def run_streams(jobs: list[StreamOptions]) -> list[StreamReport]:
         _check_options(job)
     first = jobs[0]
     model = load_model(first.model)  # type: ignore[arg-type]
-    connected = [_connect(job) for job in jobs]
+    connected = [connect_source(job) for job in jobs]
     sources = [source for source, _ in connected]
     backend = None
     shared: SharedBackend | None = None

@@ -24,6 +24,7 @@ from cyclestream.engine.backends import Backend
 from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.checkpoint import LoadedModel, load_model
 from cyclestream.engine.errors import MediaError, OutputError
+from cyclestream.engine.jobs.options import TranslateOptions
 from cyclestream.engine.media.animation_video import is_animation_video_path, write_animation_video
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.images import (
@@ -36,7 +37,7 @@ from cyclestream.engine.media.images import (
 )
 from cyclestream.engine.media.preview import PreviewCollector, preview_indices, save_preview
 from cyclestream.engine.media.probe import is_image
-from cyclestream.engine.media.sinks import EncodeOptions, VideoFileSink, check_video_codec
+from cyclestream.engine.media.sinks import VideoFileSink, check_video_codec
 from cyclestream.engine.media.sources import VideoFileSource
 from cyclestream.engine.paths import check_not_input
 from cyclestream.engine.pipeline import FILE_POLICY, Pipeline
@@ -44,15 +45,6 @@ from cyclestream.engine.stats import PipelineStats
 from cyclestream.engine.temporal import make_stabiliser
 
 log = logging.getLogger("cyclestream")
-
-
-@dataclass(frozen=True)
-class TranslateOptions:
-    run: RunOptions = field(default_factory=RunOptions)
-    encode: EncodeOptions = field(default_factory=EncodeOptions)
-    preview: Path | None = None  # where to write the side-by-side PNG; None: no preview
-    progress: bool = True
-    temporal: str = "off"  # --temporal: off (per-frame, the library default), on, blend, flow
 
 
 @dataclass
@@ -72,6 +64,13 @@ class TranslateReport:
 
 def default_preview_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.preview.png")
+
+
+def preview_path(options: TranslateOptions, output: Path) -> Path | None:
+    """Where ``options.preview`` puts the side-by-side picture of ``output``: beside it, at a path, or nowhere."""
+    if options.preview is True:
+        return default_preview_path(output)
+    return options.preview or None
 
 
 # prepare_backend's signature: a caller that translates many files passes its own (which keeps prepared
@@ -101,7 +100,8 @@ def translate_video(
     except BaseException:
         source.close()
         raise
-    preview = PreviewCollector(preview_indices(info.expected_frames)) if options.preview else None
+    preview_to = preview_path(options, output)
+    preview = PreviewCollector(preview_indices(info.expected_frames)) if preview_to else None
     pipeline = Pipeline(backend, options.run.batch_size, FILE_POLICY)
     stabilise = make_stabiliser(options.temporal)
     try:
@@ -137,8 +137,8 @@ def translate_video(
     report = TranslateReport(output, stats.frames, stats.wall, backend.describe(), stats=stats)
     report.warnings += [note for note in (source.damage_report(), sink.timestamp_note(str(input_path))) if note]
     report.warnings += source.notes()
-    if preview and preview.pairs and options.preview:
-        report.preview = save_preview(preview.pairs, options.preview)
+    if preview and preview.pairs and preview_to:
+        report.preview = save_preview(preview.pairs, preview_to)
     return report
 
 
@@ -276,6 +276,7 @@ def translate(
         raise MediaError(f"input not found: {src}")
     check_not_input(src, output_path)
     model = load_model(model_path)
+    model.require_image_input()  # before any input is opened
     if src.is_dir() or is_image(src):
         return translate_images(src, output_path, model, options)
     return translate_video(src, output_path, model, options)

@@ -77,7 +77,7 @@ def sample_frames(n: int, height: int, width: int) -> torch.Tensor:
 
 def model_input(model: LoadedModel, frames: torch.Tensor) -> torch.Tensor:
     """The padded float NCHW input the generator sees for these uint8 frames (contiguous)."""
-    return to_model_input(frames, model.spec.size_multiple).contiguous()
+    return to_model_input(frames, model.spec.size_multiple, value_range=model.family.value_range).contiguous()
 
 
 @torch.inference_mode()

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from cyclestream.engine.media.colour import MATRIX_RGB, PRIMARIES_BT709, RANGE_LIMITED, ColourTags
+from cyclestream.engine.media.encode_options import EncodeOptions
 from cyclestream.engine.media.frame import TranslatedFrame, VideoFrame
 from cyclestream.engine.media.probe import VideoInfo
-from cyclestream.engine.media.sinks import EncodeOptions, VideoFileSink
+from cyclestream.engine.media.sinks import VideoFileSink
 
 TRANSFER_SRGB = 13  # IEC 61966-2-1
 SRGB = ColourTags(MATRIX_RGB, RANGE_LIMITED, PRIMARIES_BT709, TRANSFER_SRGB)

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cyclestream.engine.errors import CycleStreamError
+from cyclestream.engine.media.encode_options import EncodeOptions
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.probe import VideoInfo
-from cyclestream.engine.media.sinks import EncodeOptions, Sink, VideoFileSink
+from cyclestream.engine.media.sinks import Sink, VideoFileSink
 
 log = logging.getLogger("cyclestream")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -11,6 +10,7 @@ import av
 
 from cyclestream.engine.errors import MediaError
 from cyclestream.engine.media.colour import ColourTags
+from cyclestream.engine.media.encode_options import EncodeOptions
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.passthrough import Passthrough, add_to, describe_stream
 from cyclestream.engine.media.probe import VideoInfo
@@ -24,18 +24,6 @@ _PRESET_CODECS = ("libx264", "libx265")
 _QUALITY_MAX = {"libx264": 51, "libx265": 51, "h264_nvenc": 51, "hevc_nvenc": 51}  # the others: 0 to 63
 
 
-@dataclass(frozen=True)
-class EncodeOptions:
-    codec: str = "libx264"
-    crf: int | None = 18
-    preset: str | None = "medium"
-    pix_fmt: str = "yuv420p"
-    tune: str | None = None  # x264/x265: "zerolatency" for live output
-    gop: int | None = None  # frames between keyframes (live viewers can join at each one)
-    container_format: str | None = None  # e.g. "mpegts" for udp://, "flv" for rtmp://; None: from the name
-    container_options: tuple[tuple[str, str], ...] = ()  # muxer options, e.g. (("movflags", "frag_keyframe"),)
-
-
 def _codec_options(opts: EncodeOptions) -> dict[str, str]:
     out: dict[str, str] = {}
     if opts.crf is not None:
@@ -47,8 +35,8 @@ def _codec_options(opts: EncodeOptions) -> dict[str, str]:
             out["cq"] = str(opts.crf)
     if opts.preset and opts.codec in _PRESET_CODECS:
         out["preset"] = opts.preset
-    if opts.tune and opts.codec in _PRESET_CODECS:
-        out["tune"] = opts.tune
+    if opts.encoder_tune and opts.codec in _PRESET_CODECS:
+        out["tune"] = opts.encoder_tune
     if opts.gop:
         out["g"] = str(opts.gop)
     if opts.codec == "libx265":

@@ -19,7 +19,7 @@ from cyclestream.engine.jobs.translate import TranslateOptions, translate
 from tests.engine.media_checks import video_times
 from tests.engine.processes import translate_until_writing
 
-QUIET = TranslateOptions(progress=False)
+QUIET = TranslateOptions(temporal="off", progress=False)
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

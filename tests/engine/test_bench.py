@@ -9,10 +9,18 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cyclestream.cli import main
-from cyclestream.engine.jobs.bench import parse_bench_size
+from cyclestream.cli import build_parser, main
+from cyclestream.cli.flags import from_args
+from cyclestream.engine.jobs.bench_options import (
+    ModelBenchOptions,
+    PipelineBenchOptions,
+    StreamBenchOptions,
+    TemporalBenchOptions,
+    parse_bench_size,
+)
 from cyclestream.engine.jobs.roofline import count_macs
 from cyclestream.engine.models import GeneratorSpec, build_generator
+from cyclestream.engine.options import OptionError
 
 
 @pytest.mark.slow
@@ -146,3 +154,62 @@ def test_macs_of_the_official_generator() -> None:
 @pytest.mark.parametrize(("text", "size"), [("256", (256, 256)), ("720p", (1280, 720)), ("640x360", (640, 360))])
 def test_size_names(text: str, size: tuple[int, int]) -> None:
     assert parse_bench_size(text) == size
+
+
+def test_comma_lists_are_checked_item_by_item(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, message in [
+        (["bench", "model", "--batch", "1,0"], "argument --batch: must be at least 1, got 0"),
+        (["bench", "model", "--batch", "1,two"], "argument --batch: 'two' is not an integer (in '1,two')"),
+        (["bench", "model", "--precision", "fp32,fp8"], "argument --precision: must be one of fp32, bf16, fp16"),
+        (["bench", "model", "--size", "256,0x10"], "argument --size: unsupported size 0x10"),
+        (["bench", "model", "--backends", "eager,"], "argument --backends: expected a comma-separated list"),
+        (["bench", "temporal", "--input", "a", "--methods", "off,wobble"], "argument --methods: must be one of"),
+        (["bench", "temporal", "--input", "a", "--noise", "0,-3"], "argument --noise: must be at least 0, got -3"),
+        (["bench", "stream", "--streams", "2,0"], "argument --streams: must be at least 1, got 0"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            build_parser().parse_args(argv)
+        assert exit_.value.code == 2
+        assert message in capsys.readouterr().err.splitlines()[-1], argv
+    with pytest.raises(OptionError, match=r"^ModelBenchOptions\.batches: must be at least 1, got 0$"):
+        ModelBenchOptions(batches=(1, 0))
+    with pytest.raises(OptionError, match=r"^TemporalBenchOptions\.methods: must be one of .*; got 'wobble'$"):
+        TemporalBenchOptions(methods=["off", "wobble"])
+    with pytest.raises(OptionError, match=r"^ModelBenchOptions\.sizes: must name at least one value$"):
+        ModelBenchOptions(sizes=())
+
+
+def test_flags_build_the_same_options_as_the_library() -> None:
+    parse = build_parser().parse_args
+    args = parse(["bench", "model", "--batch", "1,2", "--size", "256,720p,64x48", "--precision", "bf16"])
+    assert from_args(ModelBenchOptions, args) == ModelBenchOptions(
+        batches=(1, 2), sizes=((256, 256), (1280, 720), (64, 48)), precisions=("bf16",))
+    assert from_args(ModelBenchOptions, parse(["bench", "model"])) == ModelBenchOptions()
+    assert from_args(PipelineBenchOptions, parse(["bench", "pipeline", "--input", "a"])) == PipelineBenchOptions()
+    assert from_args(TemporalBenchOptions, parse(["bench", "temporal", "--input", "a"])) == TemporalBenchOptions()
+    args = parse(["bench", "stream", "--streams", "1,4", "--duration", "2", "--batch-size", "2"])
+    options = from_args(StreamBenchOptions, args, source=args.source, model=args.model)
+    assert options.streams == (1, 4) and options.stream.duration == 2.0 and options.stream.run.batch_size == 2
+    assert options.stream.source == StreamBenchOptions().stream.source and options.stream.stats_interval == 0
+
+
+def test_help_gives_list_defaults_as_they_are_typed(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, said in [(["bench", "model", "--help"], ["(default fp32,bf16)", "(default 1)", "(default 256x256)"]),
+                       (["bench", "temporal", "--help"], ["(default off,blend,flow)", "(default 0,3)"])]:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(argv)
+        out = " ".join(capsys.readouterr().out.split())
+        assert all(s in out for s in said), (argv, out)
+
+
+def test_an_output_that_cannot_be_written_fails_before_the_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cyclestream.engine.jobs import bench
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the benchmark ran")
+
+    monkeypatch.setattr(bench, "bench_model_file", never)
+    assert main(["-q", "bench", "model", "--quick", "--json", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"cyclestream: error: --json: cannot write {tmp_path}: it is a folder"

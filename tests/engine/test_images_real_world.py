@@ -17,7 +17,7 @@ from cyclestream.engine.errors import MediaError
 from cyclestream.engine.jobs.translate import ImagesFailed, TranslateOptions, translate
 from cyclestream.engine.media.images import load_rgb, read_picture, to_rgb
 
-QUIET = TranslateOptions(progress=False)
+QUIET = TranslateOptions(temporal="off", progress=False)
 ORIENTATION = ExifTags.Base.Orientation
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
@@ -361,7 +361,7 @@ def test_an_animation_written_as_video_keeps_every_frame_and_its_timing(
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:], duration=[100, 200, 50, 150], loop=0)
     out = tmp_path / f"a{suffix}"
 
-    from cyclestream.engine.media.sinks import EncodeOptions
+    from cyclestream.engine.media.encode_options import EncodeOptions
 
     near_lossless = EncodeOptions(crf=0, pix_fmt="yuv444p")  # the noise pictures would not survive 4:2:0
     report = translate(tmp_path / "a.gif", out, tiny_model,

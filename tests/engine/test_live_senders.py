@@ -98,7 +98,7 @@ def test_sender_started_after_the_receiver_with_its_only_keyframe(tiny_model: Pa
     connection and reading on another loses it, and then nothing can ever be decoded."""
     port = free_port()
     thread, result = run_in_thread(
-        StreamOptions(source=f"udp://127.0.0.1:{port}", model=tiny_model, read_timeout=1.0, reconnect=0,
+        StreamOptions(temporal="off", source=f"udp://127.0.0.1:{port}", model=tiny_model, read_timeout=1.0, reconnect=0,
                       stats_interval=0, max_latency=5.0)
     )
     sender = None
@@ -124,7 +124,7 @@ def test_sender_started_before_the_receiver_is_joined_at_its_next_keyframe(tiny_
         time.sleep(2.0)  # the sender is well past its first keyframe
         report = run_stream(
             StreamOptions(source=f"udp://127.0.0.1:{port}", sink=str(out), model=tiny_model, read_timeout=1.0,
-                          reconnect=0, stats_interval=0, max_latency=5.0)
+                          temporal="off", reconnect=0, stats_interval=0, max_latency=5.0)
         )
     finally:
         stop(sender)
@@ -140,7 +140,7 @@ def test_sender_that_stops_and_restarts_is_reconnected(tiny_model: Path, tmp_pat
     out = tmp_path / "reconnected.mkv"
     thread, result = run_in_thread(
         StreamOptions(source=f"udp://127.0.0.1:{port}", sink=str(out), model=tiny_model, read_timeout=1.0,
-                      reconnect=3, stats_interval=0, max_latency=5.0)
+                      temporal="off", reconnect=3, stats_interval=0, max_latency=5.0)
     )
     senders: list[subprocess.Popen[bytes]] = []
     try:
@@ -180,7 +180,8 @@ def test_srt_sender(tiny_model: Path) -> None:
     try:
         time.sleep(1.0)
         report = run_stream(StreamOptions(source=f"srt://127.0.0.1:{port}?mode=caller", model=tiny_model,
-                                          read_timeout=1.0, reconnect=0, stats_interval=0, max_latency=5.0))
+                                          temporal="off", read_timeout=1.0, reconnect=0, stats_interval=0,
+                                          max_latency=5.0))
     finally:
         stop(sender)
     assert report.stats.frames > 0
@@ -193,7 +194,7 @@ def test_rtmp_sender_to_a_listening_receiver(tiny_model: Path) -> None:
     url = f"rtmp://127.0.0.1:{port}/live/test"
     thread, result = run_in_thread(
         StreamOptions(source=url + "?listen", model=tiny_model, read_timeout=1.0, reconnect=0, stats_interval=0,
-                      max_latency=5.0)
+                      temporal="off", max_latency=5.0)
     )
     sender = None
     try:
@@ -342,7 +343,7 @@ def test_recording_survives_sigkill(tiny_model: Path, tmp_path: Path, cli: list[
 def test_a_recording_format_a_crash_would_lose_is_refused_before_starting(tiny_model: Path, tmp_path: Path) -> None:
     with pytest.raises(CycleStreamError, match=r"cannot record a live stream to .*live\.avi: use \.ts"):
         run_stream(StreamOptions(source="lavfi:testsrc2=size=64x48:rate=5", sink=str(tmp_path / "live.avi"),
-                                 model=tiny_model, duration=1.0, stats_interval=0))
+                                 temporal="off", model=tiny_model, duration=1.0, stats_interval=0))
     assert not (tmp_path / "live.avi").exists()
 
 
@@ -352,7 +353,7 @@ def test_a_recording_format_a_crash_would_lose_is_refused_before_starting(tiny_m
 def test_live_job_runs_the_batch_size_it_prepared(tiny_model: Path) -> None:
     report = run_stream(
         # 320x240 at 120 fps outruns the model here: frames queue up, so batches can fill
-        StreamOptions(source="lavfi:testsrc2=size=320x240:rate=120", model=tiny_model, duration=2.0,
+        StreamOptions(temporal="off", source="lavfi:testsrc2=size=320x240:rate=120", model=tiny_model, duration=2.0,
                       stats_interval=0, run=RunOptions(batch_size=4), max_latency=5.0)
     )
     model = report.stats.stages["model"]

@@ -54,7 +54,7 @@ def test_concurrent_calls_become_one_batch_and_each_stream_gets_its_own_frames(t
 def test_three_streams_one_model_each_with_its_own_sink_and_report(tiny_model: Path, tmp_path: Path) -> None:
     sinks = [tmp_path / "a.ts", tmp_path / "b.mkv", "null"]
     jobs = [
-        StreamOptions(source=f"lavfi:testsrc2=size=64x48:rate={rate}", sink=str(sink), model=tiny_model,
+        StreamOptions(temporal="off", source=f"lavfi:testsrc2=size=64x48:rate={rate}", sink=str(sink), model=tiny_model,
                       duration=3.0, stats_interval=0, max_latency=5.0)
         for rate, sink in zip((10, 15, 20), sinks, strict=True)
     ]

@@ -20,7 +20,7 @@ from PIL import Image
 from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.checkpoint import load_model
 from cyclestream.engine.jobs.translate import TranslateOptions, translate
-from cyclestream.engine.media.sinks import EncodeOptions
+from cyclestream.engine.media.encode_options import EncodeOptions
 from tests.engine.device_media import (
     write_device_clip,
     write_duplicate_timestamps,
@@ -29,9 +29,11 @@ from tests.engine.device_media import (
 )
 from tests.engine.media_checks import audio_packets, video_times
 
-QUIET = TranslateOptions(progress=False)
-LOSSLESS = TranslateOptions(progress=False, encode=EncodeOptions(codec="ffv1", crf=None, preset=None, pix_fmt="bgr0"))
-NEAR_LOSSLESS = TranslateOptions(progress=False, encode=EncodeOptions(crf=0, preset="ultrafast", pix_fmt="yuv444p"))
+QUIET = TranslateOptions(temporal="off", progress=False)
+LOSSLESS = TranslateOptions(temporal="off", progress=False,
+                            encode=EncodeOptions(codec="ffv1", crf=None, preset=None, pix_fmt="bgr0"))
+NEAR_LOSSLESS = TranslateOptions(temporal="off", progress=False,
+                                 encode=EncodeOptions(crf=0, preset="ultrafast", pix_fmt="yuv444p"))
 BT709 = {"colorspace": 1, "color_range": 1, "color_primaries": 1, "color_trc": 1}
 
 
@@ -138,7 +140,8 @@ def test_hdr_ten_bit_stays_ten_bit_with_tags_and_a_note(
     pq = {"colorspace": 9, "color_range": 1, "color_primaries": 9, "color_trc": 16}
     write_device_clip(src, frames=2, colour=pq, pix_fmt="yuv420p10le", codec="libx265", audio=False)
     out = tmp_path / "out.mkv"
-    options = TranslateOptions(progress=False, encode=EncodeOptions(pix_fmt="yuv420p10le"))  # 10-bit x264
+    options = TranslateOptions(temporal="off", progress=False,
+                               encode=EncodeOptions(pix_fmt="yuv420p10le"))  # 10-bit x264
 
     report = translate(src, out, tiny_model, options)
 
@@ -291,5 +294,6 @@ def test_live_stream_keeps_the_sources_colour_tags(tiny_model: Path, tmp_path: P
     out = tmp_path / "live.mkv"
     source = ("lavfi:testsrc2=size=64x48:rate=10,format=yuv420p,"
               "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv")
-    run_stream(StreamOptions(source=source, sink=str(out), model=tiny_model, duration=1.0, stats_interval=0))
+    run_stream(StreamOptions(temporal="off", source=source, sink=str(out), model=tiny_model, duration=1.0,
+                             stats_interval=0))
     assert colour_tags(out) == (1, 1, 1, 1)

@@ -49,7 +49,7 @@ def test_udp_stream_to_file_and_sender_killed_mid_stream(tiny_model: Path, tmp_p
     killer.start()
     try:
         report = run_stream(
-            StreamOptions(
+            StreamOptions(temporal="off",
                 source=f"udp://127.0.0.1:{port}",
                 sink=str(out),
                 model=tiny_model,
@@ -77,7 +77,7 @@ def test_udp_stream_to_file_and_sender_killed_mid_stream(tiny_model: Path, tmp_p
 def test_model_slower_than_source_drops_frames_and_bounds_latency(tiny_model: Path) -> None:
     # 320x240 at 120 fps is far faster than this CPU runs even the tiny model: frames must be dropped.
     report = run_stream(
-        StreamOptions(
+        StreamOptions(temporal="off",
             source="lavfi:testsrc2=size=320x240:rate=120",
             model=tiny_model,
             duration=3.0,
@@ -95,7 +95,7 @@ def test_model_slower_than_source_drops_frames_and_bounds_latency(tiny_model: Pa
 def test_source_slower_than_model_keeps_every_frame(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "slow.mp4"
     report = run_stream(
-        StreamOptions(
+        StreamOptions(temporal="off",
             source="lavfi:testsrc2=size=64x48:rate=5", sink=str(out), model=tiny_model, duration=3.0, stats_interval=0
         )
     )
@@ -108,7 +108,8 @@ def test_source_slower_than_model_keeps_every_frame(tiny_model: Path, tmp_path: 
 def test_file_played_in_real_time(tiny_model: Path, make_clip) -> None:
     src = make_clip("clip.mp4", width=64, height=48, frames=24, fps=12)
     t0 = time.perf_counter()
-    report = run_stream(StreamOptions(source=str(src), model=tiny_model, realtime=True, stats_interval=0))
+    report = run_stream(StreamOptions(temporal="off", source=str(src), model=tiny_model, realtime=True,
+                                      stats_interval=0))
     assert time.perf_counter() - t0 >= 1.8  # 24 frames at 12 fps take two seconds
     assert report.frames_in == 24 and report.end_reason is None
 
@@ -121,7 +122,7 @@ def test_mjpeg_preview_serves_frames_to_an_http_client(tiny_model: Path) -> None
     def job() -> None:
         result.append(
             run_stream(
-                StreamOptions(
+                StreamOptions(temporal="off",
                     source="lavfi:testsrc2=size=96x64:rate=10",
                     model=tiny_model,
                     duration=6.0,
@@ -189,9 +190,9 @@ def test_sigterm_finalizes_a_playable_file(tiny_model: Path, tmp_path: Path) -> 
 
 def test_dead_source_fails_clearly(tiny_model: Path) -> None:
     with pytest.raises(CycleStreamError, match=r"cannot open|source not found"):
-        run_stream(StreamOptions(source="/nonexistent/cam.mp4", model=tiny_model, stats_interval=0))
+        run_stream(StreamOptions(temporal="off", source="/nonexistent/cam.mp4", model=tiny_model, stats_interval=0))
     with pytest.raises(CycleStreamError, match="unsupported source scheme"):
-        run_stream(StreamOptions(source="gopher://x", model=tiny_model, stats_interval=0))
+        run_stream(StreamOptions(temporal="off", source="gopher://x", model=tiny_model, stats_interval=0))
 
 
 def test_camera_options_become_v4l2_options() -> None:
@@ -225,7 +226,7 @@ def test_translated_stream_sent_to_a_udp_sink_can_be_received(tiny_model: Path) 
     receiver.start()
     time.sleep(0.5)  # the receiver binds the port before anything is sent
     report = run_stream(
-        StreamOptions(
+        StreamOptions(temporal="off",
             source="lavfi:testsrc2=size=96x64:rate=10",
             model=tiny_model,
             sink=f"udp://127.0.0.1:{port}?pkt_size=1316",

@@ -22,7 +22,7 @@ from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.checkpoint import load_model
 from cyclestream.engine.jobs.bench_temporal import add_noise, measure, read_frames, run_model
 from cyclestream.engine.jobs.translate import TranslateOptions, translate
-from cyclestream.engine.media.sinks import EncodeOptions
+from cyclestream.engine.media.encode_options import EncodeOptions
 from cyclestream.engine.temporal import make_stabiliser
 from tests.engine.media_checks import decoded_frames, video_times
 

@@ -16,7 +16,7 @@ from cyclestream.engine.errors import MediaError
 from cyclestream.engine.jobs.translate import TranslateOptions, translate
 from cyclestream.engine.media.images import load_rgb
 
-QUIET = TranslateOptions(progress=False)
+QUIET = TranslateOptions(temporal="off", progress=False)
 
 
 def write_image(path: Path, size: tuple[int, int], mode: str = "RGB", seed: int = 0) -> np.ndarray:

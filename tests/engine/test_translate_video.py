@@ -12,10 +12,10 @@ import torch
 from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.checkpoint import load_model
 from cyclestream.engine.jobs.translate import TranslateOptions, translate
-from cyclestream.engine.media.sinks import EncodeOptions
+from cyclestream.engine.media.encode_options import EncodeOptions
 from tests.engine.media_checks import audio_packets, decoded_frames, stream_summary, video_times
 
-QUIET = TranslateOptions(progress=False)
+QUIET = TranslateOptions(temporal="off", progress=False)
 LOSSLESS = EncodeOptions(codec="ffv1", crf=None, preset=None, pix_fmt="bgr0")  # decoded output == model output
 
 
@@ -57,7 +57,7 @@ def test_every_frame_is_the_model_output_in_order(
 ) -> None:
     src = make_clip("in.mkv", width=38, height=30, frames=10)  # 10 frames, batch 3: a short last batch
     out = tmp_path / "out.mkv"
-    options = TranslateOptions(run=RunOptions(batch_size=batch_size), encode=LOSSLESS, progress=False)
+    options = TranslateOptions(temporal="off", run=RunOptions(batch_size=batch_size), encode=LOSSLESS, progress=False)
     translate(src, out, tiny_model, options)
 
     backend = prepare_backend(load_model(tiny_model), RunOptions(), 30, 38)
@@ -73,7 +73,7 @@ def test_every_frame_is_the_model_output_in_order(
 def test_size_option_scales_frames(make_clip: Callable[..., Path], tiny_model: Path, tmp_path: Path) -> None:
     src = make_clip("in.mp4", width=64, height=48, frames=4)
     out = tmp_path / "small.mp4"
-    translate(src, out, tiny_model, TranslateOptions(run=RunOptions(size=(32, 24)), progress=False))
+    translate(src, out, tiny_model, TranslateOptions(temporal="off", run=RunOptions(size=(32, 24)), progress=False))
     assert (stream_summary(out)["width"], stream_summary(out)["height"]) == (32, 24)
 
 
@@ -90,7 +90,8 @@ def test_preview_shows_input_beside_output(make_clip: Callable[..., Path], tiny_
 
     src = make_clip("in.mp4", width=64, height=48, frames=9)
     out = tmp_path / "out.mp4"
-    report = translate(src, out, tiny_model, TranslateOptions(preview=tmp_path / "p.png", progress=False))
+    options = TranslateOptions(temporal="off", preview=tmp_path / "p.png", progress=False)
+    report = translate(src, out, tiny_model, options)
     assert report.preview == tmp_path / "p.png"
     with Image.open(report.preview) as im:
         assert im.width == 2 * 64 + 4 and im.height > 3 * 48  # three rows of input | output
@@ -101,7 +102,7 @@ def test_bf16_matches_fp32_closely(make_clip: Callable[..., Path], tiny_model: P
     results = {}
     for precision in ("fp32", "bf16"):
         out = tmp_path / f"{precision}.mkv"
-        options = TranslateOptions(run=RunOptions(precision=precision), encode=LOSSLESS, progress=False)
+        options = TranslateOptions(temporal="off", run=RunOptions(precision=precision), encode=LOSSLESS, progress=False)
         translate(src, out, tiny_model, options)
         results[precision] = np.stack(decoded_frames(out)).astype(np.float32)
     assert np.abs(results["fp32"] - results["bf16"]).mean() < 3.0  # within ~1% of the 0..255 range
@@ -115,7 +116,8 @@ def test_reference_kernels_give_the_same_video(
     outputs = {}
     for kernels in ("off", "reference"):
         out = tmp_path / f"{kernels}.mkv"
-        options = TranslateOptions(run=RunOptions(backend="eager", kernels=kernels), encode=LOSSLESS, progress=False)
+        options = TranslateOptions(temporal="off", run=RunOptions(backend="eager", kernels=kernels), encode=LOSSLESS,
+                                   progress=False)
         report = translate(src, out, tiny_model, options)
         assert ("kernels" in report.backend) == (kernels == "reference")
         outputs[kernels] = np.stack(decoded_frames(out)).astype(int)

@@ -87,8 +87,9 @@ def test_a_few_iterations_write_a_student_that_names_its_teacher(tmp_path: Path,
 def test_the_student_learns_the_teacher(tmp_path: Path, images: Path, teacher: Path) -> None:
     """L1 to the teacher falls: the student is trained on the teacher's outputs, not on anything else."""
     opts = options(tmp_path / "run", images, teacher)
-    opts = TrainOptions(opts.data, opts.model, OptimOptions(epochs=12, epochs_decay=0, batch_size=2, lr=2e-3),
-                        opts.run, DistillOptions(teacher=teacher, arch="mobile", lambda_gan=0.0, lambda_feat=0.0))
+    opts = TrainOptions(data=opts.data, model=opts.model,
+                        optim=OptimOptions(epochs=12, epochs_decay=0, batch_size=2, lr=2e-3), run=opts.run,
+                        distill=DistillOptions(teacher=teacher, arch="mobile", lambda_gan=0.0, lambda_feat=0.0))
     train(opts)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     first, last = np.mean([e["recon"] for e in log[:3]]), np.mean([e["recon"] for e in log[-3:]])
@@ -159,7 +160,7 @@ def test_the_student_translates_and_runs_on_every_cpu_backend(tmp_path: Path, im
 
 
 def test_mobile_blocks_are_separable_and_take_the_fused_kernels() -> None:
-    from cyclestream.kernels.fuse import FusedResnetBlock, fuse_kernels
+    from cyclestream.engine.models.fuse import FusedResnetBlock, fuse_kernels
 
     spec = GeneratorSpec(kind="mobile", ngf=8, n_blocks=3)
     assert (spec.size_multiple, spec.min_side, spec.official_name) == (4, 5, "mobile_resnet_3blocks")
@@ -236,12 +237,14 @@ def test_init_starts_the_student_from_another_run(tmp_path: Path, images: Path, 
     first = tmp_path / "first" / STUDENT_FILE
     opts = options(tmp_path / "second", images, teacher, max_iters=1)
     still = OptimOptions(epochs=1, epochs_decay=1, batch_size=2, lr=1e-12)  # one step that changes ~nothing
-    train(TrainOptions(opts.data, opts.model, still, opts.run, DistillOptions(teacher=teacher, init=first)))
+    train(TrainOptions(data=opts.data, model=opts.model, optim=still, run=opts.run,
+                       distill=DistillOptions(teacher=teacher, init=first)))
     a, b = weights(first), weights(tmp_path / "second" / STUDENT_FILE)
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert load_model(tmp_path / "second" / STUDENT_FILE).metadata["distillation"]["init_sha256"] == file_sha256(first)
-    wide = TrainOptions(opts.data, ModelOptions(model="distill", ngf=8, n_blocks=2, ndf=4, n_layers_d=1), still,
-                        quiet_run(tmp_path / "third"), DistillOptions(teacher=teacher, init=first))
+    wide = TrainOptions(data=opts.data, model=ModelOptions(model="distill", ngf=8, n_blocks=2, ndf=4, n_layers_d=1),
+                        optim=still, run=quiet_run(tmp_path / "third"),
+                        distill=DistillOptions(teacher=teacher, init=first))
     with pytest.raises(TrainingError, match=f"--init {first} is a mobile_resnet_2blocks \\(ngf 4\\)"):
         train(wide)
 
@@ -269,8 +272,9 @@ def test_bench_model_measures_a_student_against_the_official_generator(
 @pytest.mark.slow
 def test_two_ddp_processes_distil_in_step(tmp_path: Path, images: Path, teacher: Path) -> None:
     opts = options(tmp_path / "run", images, teacher)
-    result = train(TrainOptions(opts.data, opts.model, OptimOptions(epochs=1, epochs_decay=0, batch_size=1),
-                                quiet_run(tmp_path / "run", samples=0, nproc=2), opts.distill))
+    result = train(TrainOptions(data=opts.data, model=opts.model,
+                                optim=OptimOptions(epochs=1, epochs_decay=0, batch_size=1),
+                                run=quiet_run(tmp_path / "run", samples=0, nproc=2), distill=opts.distill))
     assert result.finished and result.position.iteration == 3  # 6 images, 2 ranks, batch 1
     state = load_state(tmp_path / "run" / "state.pt")
     assert state["world_size"] == 2 and len(set(state["rank_digests"])) == 1 and len(state["rank_digests"]) == 2

@@ -30,7 +30,8 @@ from cyclestream.trainer.datasets.emoji import (
 )
 
 SIZE, LIMIT = 32, 12
-OPTIONS = EmojiDatasetOptions("twemoji", "noto", size=SIZE, test_fraction=0.25, seed=0, limit=LIMIT, progress=False)
+OPTIONS = EmojiDatasetOptions(source="twemoji", target="noto", size=SIZE, test_fraction=0.25, seed=0, limit=LIMIT,
+                              progress=False)
 
 
 def style_or_skip(name: str) -> EmojiStyle:

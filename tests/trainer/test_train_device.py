@@ -14,18 +14,19 @@ import pytest
 import torch
 from torch import nn
 
+from cyclestream.cli.train import add_train_options, train_options
 from cyclestream.engine.models import GeneratorSpec, build_generator
+from cyclestream.engine.options import resolve_device
 from cyclestream.trainer.device import (
     CUBLAS_ENV,
     SlicedReflectionPad2d,
     describe_device,
     deterministic_mode,
     explain_resume,
-    resolve_device,
     use_deterministic_padding,
 )
 from cyclestream.trainer.loop import train, with_device
-from cyclestream.trainer.options import TrainOptions, add_train_arguments, options_from_args
+from cyclestream.trainer.options import TrainOptions
 from cyclestream.trainer.state import load_state, save_state
 from tests.trainer.helpers import Killed, assert_same_runs, kill_at
 
@@ -35,9 +36,9 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
 def test_device_auto_is_cuda_when_there_is_one(monkeypatch: pytest.MonkeyPatch,
                                                tiny_flags: Callable[[Path], list[str]], tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
-    add_train_arguments(parser)
+    add_train_options(parser)
     flags = [f for f in tiny_flags(tmp_path / "run") if f not in ("--device", "cpu")]
-    opts = options_from_args(parser.parse_args(flags))
+    opts = train_options(parser.parse_args(flags))
     assert opts.run.device == "auto" and not opts.run.deterministic and opts.run.ddp_recipe == "scaled"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == "cpu" and with_device(opts).run.device == "cpu"

@@ -23,37 +23,9 @@ from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.media.synthetic import encode_rgb_clip
 from cyclestream.trainer.datasets import DatasetError
 from cyclestream.trainer.datasets.emoji import crop_content, make_style
+from cyclestream.trainer.datasets.options import DEMO_EMOJI, DemoClipOptions
 
-# grinning face, cat face, rocket, red apple, star, octopus: in every style, whole figures (no cut-off
-# neck like the unicorn's), and easy to tell apart
-DEMO_EMOJI = ("1f600", "1f431", "1f680", "1f34e", "2b50", "1f419")
 CHORD_HZ = (130.81, 261.63, 329.63, 392.00)  # C3 + C major triad
-
-
-@dataclass(frozen=True)
-class DemoClipOptions:
-    style: str = "openmoji"
-    seconds: float = 6.0
-    size: tuple[int, int] = (256, 256)  # (width, height); both even for 4:2:0
-    fps: int = 12
-    crf: int = 23
-    sample_rate: int = 48_000
-    emoji: tuple[str, ...] = DEMO_EMOJI
-
-    def check(self) -> None:
-        w, h = self.size
-        if w % 2 or h % 2 or min(w, h) < 32:
-            raise DatasetError(f"--size {w}x{h}: both sides must be even and at least 32 (256x256, 320x240)")
-        if not 0 < self.seconds <= 60:
-            raise DatasetError(f"--seconds {self.seconds} must be above 0 and at most 60")
-        if not 1 <= self.fps <= 60:
-            raise DatasetError(f"--fps {self.fps} must be 1..60")
-        if not self.emoji:
-            raise DatasetError("no emoji to draw")
-
-    @property
-    def frame_count(self) -> int:
-        return max(1, round(self.seconds * self.fps))
 
 
 @dataclass
@@ -142,7 +114,6 @@ def _encode(path: Path, options: DemoClipOptions) -> int:
 def make_demo_clip(out: str | os.PathLike[str], options: DemoClipOptions | None = None) -> DemoClipReport:
     """Write the demo clip to ``out`` (an .mp4), atomically."""
     options = options or DemoClipOptions()
-    options.check()
     target = Path(out)
     with atomic_output(target) as tmp:
         frames = _encode(tmp, options)

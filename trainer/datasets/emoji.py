@@ -36,6 +36,7 @@ from tqdm import tqdm
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.media.images import save_rgb, to_rgb
 from cyclestream.trainer.datasets import DatasetError
+from cyclestream.trainer.datasets.options import EmojiDatasetOptions, check_style
 
 VS16 = 0xFE0F  # emoji presentation selector: dropped from names, kept when drawing with a font
 SKIN_TONES = range(0x1F3FB, 0x1F400)  # Fitzpatrick modifiers
@@ -257,13 +258,12 @@ class OpenMoji(_FontStyle):
         return dict(self.names)
 
 
-STYLES: dict[str, type[EmojiStyle]] = {"twemoji": Twemoji, "noto": NotoColorEmoji, "openmoji": OpenMoji}
+STYLES: dict[str, type[EmojiStyle]] = {style.info.name: style for style in (Twemoji, NotoColorEmoji, OpenMoji)}
 
 
 def make_style(name: str) -> EmojiStyle:
     """The style called ``name``; a DatasetError naming the package to install if it is missing."""
-    if name not in STYLES:
-        raise DatasetError(f"unknown emoji style {name!r}; choose one of: {', '.join(STYLES)}")
+    check_style(name)
     return STYLES[name]()
 
 
@@ -345,31 +345,6 @@ def derange(order_b: list[str], order_a: list[str]) -> list[str]:
 # ----------------------------------------------------------------------------- building
 
 
-@dataclass(frozen=True)
-class EmojiDatasetOptions:
-    source: str = "twemoji"  # domain A
-    target: str = "noto"  # domain B
-    size: int = 128
-    test_fraction: float = 0.1
-    seed: int = 0
-    limit: int | None = None  # at most this many emoji (small datasets for tests)
-    overwrite: bool = False
-    progress: bool = True
-
-    def check(self) -> None:
-        for name in (self.source, self.target):
-            if name not in STYLES:
-                raise DatasetError(f"unknown emoji style {name!r}; choose one of: {', '.join(STYLES)}")
-        if self.source == self.target:
-            raise DatasetError(f"--from and --to are both {self.source!r}; choose two different styles")
-        if not 8 <= self.size <= 1024:
-            raise DatasetError(f"--size {self.size} is outside 8..1024")
-        if not 0 <= self.test_fraction < 1:
-            raise DatasetError(f"--test-fraction {self.test_fraction} must be at least 0 and below 1")
-        if self.limit is not None and self.limit < 2:
-            raise DatasetError("--limit must be at least 2")
-
-
 @dataclass
 class EmojiDatasetReport:
     out: Path
@@ -410,7 +385,6 @@ def _check_out(out: Path, overwrite: bool) -> None:
 def build_emoji_dataset(out: str | os.PathLike[str], options: EmojiDatasetOptions) -> EmojiDatasetReport:
     """Write the two-style dataset described in this module's docstring to ``out``."""
     t0 = time.perf_counter()
-    options.check()
     out = Path(out)
     _check_out(out, options.overwrite)
     style_a, style_b = make_style(options.source), make_style(options.target)
