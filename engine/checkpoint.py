@@ -2,12 +2,15 @@
 
 Two formats, told apart by their bytes, not their names:
 
-* the official project's ``*_net_G.pth`` (a pickled state dict): loaded with ``weights_only=True``,
-  patched as the official ``__patch_instance_norm_state_dict`` does (old files carry InstanceNorm
-  running stats and ``num_batches_tracked``), ``module.`` prefixes stripped, and the architecture
-  inferred from the keys and shapes alone;
+* a published ``.pth`` (a pickled state dict: the official project's ``*_net_G.pth``, the dcgan
+  example's ``netG_epoch_N.pth``): loaded with ``weights_only=True``, patched as the official
+  ``__patch_instance_norm_state_dict`` does (old files carry InstanceNorm running stats and
+  ``num_batches_tracked``), ``module.`` prefixes stripped, and the architecture recognised from the keys
+  and shapes alone by the model families' recognisers (engine/models/registry.py);
 * the project's own model file: safetensors weights with JSON metadata in the safetensors header
-  (``{"cyclestream": {"generator": GeneratorSpec, "domains": ..., "training": ...}}``).
+  (``{"cyclestream": {"generator": spec, "domains": ..., "training": ...}}``, the spec's ``kind``
+  naming its family; metadata that names no generator, as DCGAN runs wrote, leaves the architecture
+  to the recognisers too).
 
 Nothing is read before ``engine/model_files.py`` has checked the file (a regular file whose declared
 sizes fit in it), and no generator is built for real before its weights were compared, name by name
@@ -20,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,8 @@ from torch import nn
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.errors import CheckpointError, first_line
 from cyclestream.engine.model_files import ModelFile, check_tensor_bytes, open_model_file, pickled_objects
-from cyclestream.engine.models import GeneratorSpec, build_generator
+from cyclestream.engine.models import Family, FamilySpec, GeneratorSpec, build_generator, families, family_named
+from cyclestream.engine.models.family import Shapes
 
 FORMAT_VERSION = 1
 METADATA_KEY = "cyclestream"
@@ -45,14 +49,23 @@ class LoadedModel:
     """A generator ready for inference (eval mode, CPU, fp32) and what is known about it."""
 
     generator: nn.Module
-    spec: GeneratorSpec
+    spec: FamilySpec  # a GeneratorSpec for the resnet, unet and mobile families
     path: Path
     format: str  # "official" or "cyclestream"
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def family(self) -> Family:
+        """The family's declaration: its value range, its inputs, its size rules."""
+        return self.spec.family
+
+    @property
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.generator.parameters())
+
+    def require_image_input(self) -> None:
+        """A CheckpointError naming the file when the model takes no image (DCGAN): nothing to translate."""
+        self.family.require_image_input(self.spec, str(self.path))
 
 
 # ----------------------------------------------------------------------------- reading files
@@ -98,58 +111,35 @@ def clean_official_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch
 # ----------------------------------------------------------------------------- inferring the architecture
 
 
-def _conv_indices(state: dict[str, torch.Tensor], prefix: str) -> list[int]:
-    pattern = re.compile(re.escape(prefix) + r"(\d+)\.weight$")
-    found = [int(m.group(1)) for k, v in state.items() if (m := pattern.match(k)) and v.ndim == 4]
-    return sorted(found)
-
-
-def _infer_resnet(state: dict[str, torch.Tensor]) -> GeneratorSpec:
-    first = state["model.1.weight"]
-    if first.ndim != 4 or first.shape[2:] != (7, 7):
-        raise CheckpointError("first layer is not the 7x7 convolution of a ResnetGenerator")
-    ngf, input_nc = int(first.shape[0]), int(first.shape[1])
-    blocks = sorted({int(m.group(1)) for k in state if (m := re.match(r"model\.(\d+)\.conv_block\.", k))})
-    if not blocks or blocks != list(range(blocks[0], blocks[0] + len(blocks))):
-        raise CheckpointError("no contiguous residual blocks found (model.N.conv_block.*)")
-    convs = _conv_indices(state, f"model.{blocks[0]}.conv_block.")
-    layouts = {(1, 5): ("reflect", False), (1, 6): ("reflect", True), (0, 3): ("zero", False), (0, 4): ("zero", True)}
-    if tuple(convs) not in layouts:
-        raise CheckpointError(f"unrecognised residual block layout (convolutions at {convs})")
-    padding, dropout = layouts[tuple(convs)]
-    last = _conv_indices(state, "model.")[-1]
-    output_nc = int(state[f"model.{last}.weight"].shape[0])
-    norm = "batch" if "model.2.weight" in state else "instance"
-    return GeneratorSpec("resnet", input_nc, output_nc, ngf, len(blocks), norm, dropout, padding)
-
-
-def _infer_unet(state: dict[str, torch.Tensor]) -> GeneratorSpec:
-    first = state["model.model.0.weight"]
-    ngf, input_nc = int(first.shape[0]), int(first.shape[1])
-    output_nc = int(state["model.model.3.weight"].shape[1])  # ConvTranspose2d weight: (in, out, k, k)
-    levels, prefix = 1, "model.model.1.model."
-    while f"{prefix}1.weight" in state:
-        levels += 1
-        prefix += "3.model."
-    norm = "batch" if "model.model.1.model.2.weight" in state else "instance"
-    # Dropout in a U-Net adds no keys; it only matters in training mode.
-    return GeneratorSpec("unet", input_nc, output_nc, ngf, levels, norm, False, "reflect")
-
-
-def infer_spec(state: dict[str, torch.Tensor]) -> GeneratorSpec:
-    """The official architecture that has exactly these keys and shapes."""
-    if "model.1.weight" in state and any(".conv_block." in k for k in state):
-        return _infer_resnet(state)
-    if "model.model.0.weight" in state:
-        return _infer_unet(state)
-    w0 = state.get("model.0.weight")
-    if w0 is not None and w0.ndim == 4 and w0.shape[2:] == (4, 4):
+def infer_spec(state: Mapping[str, torch.Tensor] | Shapes) -> FamilySpec:
+    """The architecture that has exactly these keys and shapes (tensors, or their shapes), asked of every
+    family's recogniser in order."""
+    shapes = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else tuple(v) for k, v in state.items()}
+    for family in families():
+        try:
+            spec = family.recognise(shapes) if family.recognise is not None else None
+        except (IndexError, KeyError, TypeError, ValueError) as e:  # a layout too broken for the recogniser
+            raise CheckpointError(f"a damaged {family.name} generator state dict ({first_line(e)})") from None
+        if spec is not None:
+            return spec
+    w0 = shapes.get("model.0.weight")
+    if w0 is not None and len(w0) == 4 and w0[2:] == (4, 4):
         raise CheckpointError("this is a PatchGAN discriminator (net_D), not a generator; pass a *_net_G*.pth")
-    sample = ", ".join(list(state)[:3])
-    raise CheckpointError(f"not a CycleGAN/pix2pix generator state dict (keys start: {sample})")
+    sample = ", ".join(list(shapes)[:3])
+    known = ", ".join(f.name for f in families() if f.recognise is not None)
+    raise CheckpointError(
+        f"not a CycleGAN/pix2pix generator state dict, nor one of another known family ({known}); keys start: {sample}"
+    )
 
 
-def _expected_shapes(spec: GeneratorSpec, path: Path) -> dict[str, tuple[int, ...]]:
+def _recognised(state: Mapping[str, torch.Tensor] | Shapes, path: Path) -> FamilySpec:
+    try:
+        return infer_spec(state)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+
+
+def _expected_shapes(spec: FamilySpec, path: Path) -> dict[str, tuple[int, ...]]:
     """The state dict shapes of ``spec``'s generator, built on the meta device (nothing allocated)."""
     try:
         with torch.device("meta"):
@@ -159,7 +149,7 @@ def _expected_shapes(spec: GeneratorSpec, path: Path) -> dict[str, tuple[int, ..
     return {k: tuple(v.shape) for k, v in generator.state_dict().items()}
 
 
-def _fitting_keys(spec: GeneratorSpec, shapes: dict[str, tuple[int, ...]], path: Path) -> list[str]:
+def _fitting_keys(spec: FamilySpec, shapes: Shapes, path: Path) -> list[str]:
     """The keys of ``shapes`` to load into a ``spec`` generator, checked before any weight is read or any
     generator is built for real: every weight it has, at its shape."""
     expected = _expected_shapes(spec, path)
@@ -176,7 +166,7 @@ def _fitting_keys(spec: GeneratorSpec, shapes: dict[str, tuple[int, ...]], path:
     return keys
 
 
-def _built(spec: GeneratorSpec, state: dict[str, torch.Tensor]) -> nn.Module:
+def _built(spec: FamilySpec, state: dict[str, torch.Tensor]) -> nn.Module:
     generator = build_generator(spec)
     generator.load_state_dict(state, strict=False)
     return generator.eval()
@@ -184,10 +174,10 @@ def _built(spec: GeneratorSpec, state: dict[str, torch.Tensor]) -> nn.Module:
 
 def _load_official(model_file: ModelFile) -> LoadedModel:
     state = clean_official_state_dict(_torch_load(model_file))
-    spec = infer_spec(state)
+    spec = _recognised(state, model_file.path)
     keys = _fitting_keys(spec, {k: tuple(v.shape) for k, v in state.items()}, model_file.path)
     generator = _built(spec, {k: state[k].float() for k in keys})
-    return LoadedModel(generator, spec, model_file.path, "official", {"source": "pytorch-CycleGAN-and-pix2pix"})
+    return LoadedModel(generator, spec, model_file.path, "official", {"source": spec.family.published_by})
 
 
 def _metadata(model_file: ModelFile) -> dict[str, Any]:
@@ -201,7 +191,7 @@ def _metadata(model_file: ModelFile) -> dict[str, Any]:
         meta = json.loads(raw)
     except (ValueError, RecursionError) as e:
         raise CheckpointError(f"{path}: damaged cyclestream metadata ({first_line(e)})") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("generator"), dict):
+    if not isinstance(meta, dict) or not isinstance(meta.get("generator", {}), dict):
         raise CheckpointError(f"{path}: metadata names no generator architecture")
     return meta
 
@@ -212,15 +202,28 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         return _metadata(model_file)
 
 
+def _declared_spec(data: dict[str, Any], path: Path) -> FamilySpec:
+    """The spec a model file's ``"generator"`` metadata declares, of the family its ``kind`` names
+    (GeneratorSpec's default kind when it names none)."""
+    kind = data.get("kind", GeneratorSpec.kind)
+    try:
+        if not isinstance(kind, str):
+            raise TypeError(f"kind {kind!r} is not a name")
+        spec: FamilySpec = family_named(kind).spec_type.from_dict(data)
+    except TypeError as e:
+        raise CheckpointError(f"{path}: damaged generator metadata ({first_line(e)})") from None
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    return spec
+
+
 def _load_cyclestream(model_file: ModelFile) -> LoadedModel:
     path = model_file.path
     meta = _metadata(model_file)
-    try:
-        spec = GeneratorSpec.from_dict(meta["generator"])
-    except TypeError as e:
-        raise CheckpointError(f"{path}: damaged generator metadata ({first_line(e)})") from None
-    if spec.n_blocks > len(model_file.tensors):  # every block has weights: its modules are not even built
-        raise CheckpointError(f"{path}: metadata declares {spec.n_blocks} blocks for {len(model_file.tensors)} tensors")
+    spec = _declared_spec(meta["generator"], path) if "generator" in meta else _recognised(model_file.tensors, path)
+    blocks = spec.family.min_tensors(spec)
+    if blocks > len(model_file.tensors):  # every block has weights: its modules are not even built
+        raise CheckpointError(f"{path}: metadata declares {blocks} blocks for {len(model_file.tensors)} tensors")
     keys = _fitting_keys(spec, model_file.tensors, path)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -243,7 +246,7 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
 def save_model(
     path: str | os.PathLike[str],
     generator: nn.Module,
-    spec: GeneratorSpec,
+    spec: FamilySpec,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
     """Write a cyclestream model file atomically (safetensors weights + JSON metadata)."""

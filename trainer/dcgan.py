@@ -1,26 +1,25 @@
 """DCGAN: images from noise, trained on one folder (PyTorch's dcgan example, any power-of-two size).
 
 D is updated on real images versus G's fakes (BCE on logits), then G to make D call its fakes real.
-The generator is not an image-to-image model, so its file (``G.safetensors``) carries its own
-``dcgan`` metadata instead of a GeneratorSpec; ``load_dcgan`` reads it back.
+The generator is the engine's ``dcgan`` model family (engine/models/dcgan.py): its file
+(``G.safetensors``) is a cyclestream model file whose spec is a DCGANSpec, which ``load_model`` (and
+``cyclestream info``) read; ``load_dcgan`` is its generator.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
-from cyclestream.engine.atomic import atomic_output
+from cyclestream.engine.checkpoint import load_model, save_model
+from cyclestream.engine.models.dcgan import DCGANGenerator
 from cyclestream.trainer.data import SingleDataset, scan_images
 from cyclestream.trainer.losses import GANLoss
-from cyclestream.trainer.networks import DCGANDiscriminator, DCGANGenerator, init_weights, set_requires_grad
-from cyclestream.trainer.options import TrainOptions
+from cyclestream.trainer.networks import DCGANDiscriminator, init_weights, set_requires_grad
+from cyclestream.trainer.options import TrainingError, TrainOptions
 from cyclestream.trainer.plot import grid
 from cyclestream.trainer.task import Runtime, Task
 
@@ -76,20 +75,12 @@ class DCGANTask(Task):
 
     def export(self, run_dir: Path, info: dict[str, Any]) -> list[Path]:
         g: DCGANGenerator = self.nets["G"]  # type: ignore[assignment]
-        meta = {"dcgan": {"nz": g.nz, "ngf": g.ngf, "image_size": g.image_size}, "network": "G", **info}
-        state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in g.state_dict().items()
-                 if not k.endswith("num_batches_tracked")}
-        target = run_dir / "G.safetensors"
-        with atomic_output(target) as tmp:
-            save_file(state, str(tmp), metadata={"cyclestream": json.dumps(meta, sort_keys=True)})
-        return [target]
+        return [save_model(run_dir / "G.safetensors", g, g.spec, {"network": "G", **info})]
 
 
 def load_dcgan(path: str | Path) -> DCGANGenerator:
     """The DCGAN generator saved by a ``--model dcgan`` run, in eval mode."""
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {})["cyclestream"])["dcgan"]
-        state = {k: f.get_tensor(k) for k in f.keys()}
-    g = DCGANGenerator(meta["nz"], meta["ngf"], meta["image_size"])
-    g.load_state_dict(state, strict=False)
-    return g.eval()
+    generator = load_model(path).generator
+    if not isinstance(generator, DCGANGenerator):
+        raise TrainingError(f"{path} is a {type(generator).__name__}, not a DCGAN generator")
+    return generator

@@ -1,7 +1,8 @@
-"""Discriminators (and DCGAN's small generator) plus the official weight initialisation.
+"""Discriminators plus the official weight initialisation.
 
-Generators of CycleGAN and pix2pix are the engine's classes (cyclestream.engine.models); this
-module holds what only training needs.  ``NLayerDiscriminator`` follows the official layer order,
+Generators are the engine's classes, one model family each (cyclestream.engine.models: the CycleGAN
+and pix2pix ResNet and U-Net, DCGAN's in engine/models/dcgan.py); this module holds what only
+training needs.  ``NLayerDiscriminator`` follows the official layer order,
 so its state dict has the official ``model.N.*`` keys (an official ``*_net_D.pth`` loads into it).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cyclestream.engine.models.dcgan import dcgan_levels
 from cyclestream.engine.models.norm import norm_layer
 
 
@@ -42,39 +44,12 @@ class NLayerDiscriminator(nn.Module):
         return self.model(x)
 
 
-def _levels(image_size: int) -> int:
-    levels = image_size.bit_length() - 3  # 64 → 4 stride-2 stages between 4×4 and 64×64
-    if image_size < 16 or image_size & (image_size - 1):
-        raise ValueError(f"DCGAN image size must be a power of two >= 16, got {image_size}")
-    return levels
-
-
-class DCGANGenerator(nn.Module):
-    """The DCGAN generator (PyTorch's dcgan example), for any power-of-two size: noise (N, nz, 1, 1)
-    → 4×4 → ... → image (N, 3, size, size) in [-1, 1]."""
-
-    def __init__(self, nz: int = 100, ngf: int = 64, image_size: int = 64, output_nc: int = 3) -> None:
-        super().__init__()
-        levels = _levels(image_size)
-        ch = ngf * 2 ** (levels - 1)
-        layers: list[nn.Module] = [nn.ConvTranspose2d(nz, ch, 4, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True)]
-        for _ in range(levels - 1):
-            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
-            ch //= 2
-        layers += [nn.ConvTranspose2d(ch, output_nc, 4, 2, 1, bias=False), nn.Tanh()]
-        self.main = nn.Sequential(*layers)
-        self.nz, self.ngf, self.image_size = nz, ngf, image_size
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.main(z)
-
-
 class DCGANDiscriminator(nn.Module):
     """The DCGAN discriminator; returns logits (N,) (the loss applies the sigmoid)."""
 
     def __init__(self, ndf: int = 64, image_size: int = 64, input_nc: int = 3) -> None:
         super().__init__()
-        levels = _levels(image_size)
+        levels = dcgan_levels(image_size)
         layers: list[nn.Module] = [nn.Conv2d(input_nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
         ch = ndf
         for _ in range(levels - 1):

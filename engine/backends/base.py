@@ -5,9 +5,9 @@ engine, a compiled graph) and ends with ``self.ready(model, shape)``; ``infer(x)
 on a float (N, 3, H', W') input already padded to the model's size multiple.  ``run(frames)``, which
 the pipeline calls, is written once here: uint8 (N, H, W, 3) host frames → (on CUDA: through the
 backend's own stream and pinned buffers, ``cuda_stream.BackendStream``) → ``to_model_input`` →
-``infer`` → ``from_model_output`` → uint8 host frames.  A GPU backend thus uploads uint8 once and
-converts, pads, crops and converts back on the device.  Nothing outside engine/backends/ branches on
-which backend it has.
+``infer`` → ``from_model_output`` → uint8 host frames, scaled to and from the model family's value
+range.  A GPU backend thus uploads uint8 once and converts, pads, crops and converts back on the
+device.  Nothing outside engine/backends/ branches on which backend it has.
 """
 
 from __future__ import annotations
@@ -15,17 +15,17 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 
 from cyclestream.engine.backends.cuda_stream import BackendStream
+from cyclestream.engine.backends.options import Precision
 from cyclestream.engine.backends.tensors import from_model_output, to_model_input
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import BackendError
+from cyclestream.engine.models.family import TANH_RANGE, ValueRange
 
-Precision = Literal["fp32", "bf16", "fp16"]
-PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -33,6 +33,8 @@ def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractC
     """Mixed precision for a PyTorch module: bf16/fp16 autocast, or nothing for fp32."""
     if precision == "fp32":
         return contextlib.nullcontext()
+    if precision not in _AUTOCAST_DTYPES:  # int8 is a quantised graph: onnxruntime, openvino
+        raise BackendError(f"PyTorch runs fp32, bf16 or fp16, not {precision}: use --backend onnxruntime or openvino")
     return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
 
 
@@ -52,6 +54,7 @@ class Backend(ABC):
     input_dtype: torch.dtype = torch.float32  # what infer() takes (TensorRT fp16 engines take fp16)
     input_channels_last: bool = True  # NHWC memory order for infer(); False: contiguous NCHW (ONNX bindings)
     _multiple: int = 4  # the model's size multiple, set by ready()
+    _value_range: ValueRange = TANH_RANGE  # the model family's input/output scale, set by ready()
     _io: BackendStream | None = None  # CUDA only: own stream, pinned staging buffers
     _ready: bool = False
 
@@ -65,8 +68,10 @@ class Backend(ABC):
         backend's device (or the host for CPU backends); returns float (N, 3, H', W')."""
 
     def ready(self, model: LoadedModel, shape: FrameShape) -> None:
-        """The end of every ``prepare``: remember the size multiple, open the CUDA stream, warm up once."""
+        """The end of every ``prepare``: remember the size multiple and the family's value range, open the
+        CUDA stream, warm up once."""
         self._multiple = model.spec.size_multiple
+        self._value_range = model.family.value_range
         if self.device.type == "cuda" and self._io is None:
             self._io = BackendStream(self.device)
         self._ready = True
@@ -88,8 +93,8 @@ class Backend(ABC):
     def _translate(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames → uint8 frames, on the device the frames are on."""
         height, width = frames.shape[1], frames.shape[2]
-        x = to_model_input(frames, self._multiple, self.input_dtype, self.input_channels_last)
-        return from_model_output(self.infer(x), height, width)
+        x = to_model_input(frames, self._multiple, self.input_dtype, self.input_channels_last, self._value_range)
+        return from_model_output(self.infer(x), height, width, self._value_range)
 
     def describe(self) -> str:
         """One line for logs and reports: backend, device, precision."""

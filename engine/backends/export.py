@@ -102,14 +102,13 @@ def example_input(spec: GeneratorSpec, dtype: torch.dtype = torch.float32) -> to
 
 
 def _dynamic_shapes(spec: GeneratorSpec) -> tuple[dict[int, object], ...]:
-    """Batch free; height and width any multiple of the generator's size multiple.
-
-    A ResNet needs at least 2 × 4 pixels (its trunk runs at a quarter of the size and reflect-pads
-    by 1); a U-Net's innermost level is 1 × 1.
+    """Batch free; height and width any multiple of the generator's size multiple, from the smallest
+    padded side its family runs on (``min_side`` padded up: a ResNet needs at least 2 × 4 pixels, its
+    trunk runs at a quarter of the size and reflect-pads by 1; a U-Net's innermost level is 1 × 1).
     """
     dim = torch.export.Dim
     m = spec.size_multiple
-    low = 1 if spec.kind == "unet" else 2
+    low = -(-spec.min_side // m)
     h = dim("h", min=low, max=MAX_SIDE // m)
     w = dim("w", min=low, max=MAX_SIDE // m)
     return ({0: dim("batch", min=1, max=4096), 2: m * h, 3: m * w},)

@@ -1,5 +1,6 @@
 """Will a frame fit?  Checked before a backend is prepared, so a job fails in one plain line up front
-instead of in PyTorch's jargon or the allocator halfway through."""
+instead of in PyTorch's jargon or the allocator halfway through.  No frame fits a model whose family
+takes no image (DCGAN generates from a latent z)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from cyclestream.engine.backends.tensors import padded_size
 from cyclestream.engine.errors import MediaError
-from cyclestream.engine.models import GeneratorSpec
+from cyclestream.engine.models import FamilySpec
 
 # Peak memory of one inference ≈ this many copies of the largest activation (ngf channels at full
 # resolution): a layer's padded input, its output, the norm's output and the allocator's slack.
@@ -17,7 +18,7 @@ _LIVE_COPIES = 4
 _BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
-def estimate_bytes(spec: GeneratorSpec, batch: int, height: int, width: int, precision: str = "fp32") -> int:
+def estimate_bytes(spec: FamilySpec, batch: int, height: int, width: int, precision: str = "fp32") -> int:
     """Rough peak memory (bytes) of running the generator on a batch of frames of this size."""
     h, w = padded_size(height, width, spec.size_multiple)
     return _LIVE_COPIES * batch * spec.ngf * h * w * _BYTES.get(precision, 4)
@@ -44,8 +45,10 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:.1f} GB"
 
 
-def check_frame_fits(spec: GeneratorSpec, batch: int, height: int, width: int, precision: str, device: str) -> None:
-    """A MediaError for a frame too small for the generator, or too large for the device's memory."""
+def check_frame_fits(spec: FamilySpec, batch: int, height: int, width: int, precision: str, device: str) -> None:
+    """A MediaError for a frame too small for the generator, or too large for the device's memory; a
+    CheckpointError for a model that takes no frames at all."""
+    spec.family.require_image_input(spec, "this model")
     if min(height, width) < spec.min_side:
         raise MediaError(
             f"frames of {width}x{height} are too small for {spec.official_name}: it needs at least "

@@ -1,10 +1,14 @@
-"""Frames in and out of the model: uint8 NHWC RGB ↔ float NCHW in [-1, 1], padded and cropped.
+"""Frames in and out of the model: uint8 NHWC RGB ↔ float NCHW on the family's value range, padded and
+cropped.
 
-Pre/post-processing follows the official project (RGB, ``x / 127.5 - 1``, ``(y + 1) * 127.5``) but
-rounds and clamps to uint8 instead of truncating.  Frames of any size are reflect-padded up to the
-generator's multiple (4 for ResNet, 2**levels for U-Net) and cropped back, so output size == input
-size; nothing is resized.  These functions run on whatever device the tensors are on, so a GPU
-backend uploads uint8 once and does all of this on the GPU.
+The 0..255 frames are mapped linearly onto the model family's ``value_range`` (engine/models/family.py)
+and back: for the CycleGAN/pix2pix range (-1, 1) exactly the official project's ``x / 127.5 - 1`` and
+``(y + 1) * 127.5`` (the same float operations: ``x / (255 / (high - low)) + low``), for fast neural
+style's (0, 255) the pixel values themselves.  Outputs are rounded and clamped to uint8 instead of
+truncated.  Frames of any size are reflect-padded up to the generator's multiple (4 for ResNet,
+2**levels for U-Net) and cropped back, so output size == input size; nothing is resized.  These
+functions run on whatever device the tensors are on, so a GPU backend uploads uint8 once and does all
+of this on the GPU.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from cyclestream.engine.models.family import TANH_RANGE, ValueRange
 
 
 @dataclass(frozen=True)
@@ -37,10 +43,20 @@ def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
     return height + (-height) % multiple, width + (-width) % multiple
 
 
+def _levels_per_unit(value_range: ValueRange) -> float:
+    """How many of the 255 pixel levels one unit of the model's scale spans (127.5 for (-1, 1))."""
+    low, high = value_range
+    return 255.0 / (high - low)
+
+
 def to_model_input(
-    frames: torch.Tensor, multiple: int, dtype: torch.dtype = torch.float32, channels_last: bool = True
+    frames: torch.Tensor,
+    multiple: int,
+    dtype: torch.dtype = torch.float32,
+    channels_last: bool = True,
+    value_range: ValueRange = TANH_RANGE,
 ) -> torch.Tensor:
-    """uint8 (N, H, W, 3) → float (N, 3, H', W') in [-1, 1], H' and W' padded to ``multiple``.
+    """uint8 (N, H, W, 3) → float (N, 3, H', W') on ``value_range``, H' and W' padded to ``multiple``.
 
     ``channels_last``: the result keeps the NHWC memory order, which is what PyTorch's convs want;
     else it is a contiguous NCHW tensor (what ONNX Runtime, OpenVINO and TensorRT bindings take),
@@ -49,7 +65,8 @@ def to_model_input(
     if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected uint8 (N, H, W, 3) frames, got {tuple(frames.shape)} {frames.dtype}")
     nchw = frames.permute(0, 3, 1, 2)
-    x = (nchw if channels_last else nchw.contiguous()).to(dtype).div_(127.5).sub_(1.0)
+    x = (nchw if channels_last else nchw.contiguous()).to(dtype).div_(_levels_per_unit(value_range))
+    x = x.add_(value_range[0])
     pad = Padding.to_multiple(x.shape[2], x.shape[3], multiple)
     if pad.is_zero:
         return x
@@ -59,12 +76,14 @@ def to_model_input(
     return F.pad(x, (pad.left, pad.right, pad.top, pad.bottom), mode=mode)
 
 
-def from_model_output(y: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """float (N, 3, H', W') in [-1, 1] → uint8 (N, height, width, 3), cropping the padding away."""
+def from_model_output(
+    y: torch.Tensor, height: int, width: int, value_range: ValueRange = TANH_RANGE
+) -> torch.Tensor:
+    """float (N, 3, H', W') on ``value_range`` → uint8 (N, height, width, 3), cropping the padding away."""
     ph, pw = y.shape[2] - height, y.shape[3] - width
     if ph < 0 or pw < 0:
         raise ValueError(f"model output {tuple(y.shape[2:])} is smaller than the frame {(height, width)}")
     top, left = ph // 2, pw // 2  # the split Padding.to_multiple makes
     y = y[:, :, top : top + height, left : left + width]
-    out = y.float().add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+    out = y.float().sub(value_range[0]).mul_(_levels_per_unit(value_range)).round_().clamp_(0, 255).to(torch.uint8)
     return out.permute(0, 2, 3, 1).contiguous()

@@ -10,14 +10,19 @@ A block is ``conv_block = [pad, sep, norm, relu, (dropout), pad, sep, norm]`` wi
 :class:`ResnetBlock` (``x + conv_block(x)``), so the fused instance-norm kernels
 (cyclestream.engine.models.fuse) replace its norm+ReLU pairs, its inner norms and its norm+residual tail
 exactly as they do a ResNet's, and ONNX export sees only standard convolutions.
+
+``FAMILY``: the ``mobile`` family.  Its files are the project's own (``cyclestream distill``), their
+spec in the metadata, so it recognises no published layout.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
+from cyclestream.engine.models.family import Family
 from cyclestream.engine.models.norm import norm_layer
-from cyclestream.engine.models.resnet import ResnetBlock, ResnetGenerator, _pad
+from cyclestream.engine.models.resnet import ResnetBlock, ResnetGenerator, _pad, min_side, size_multiple
+from cyclestream.engine.models.spec import GeneratorSpec, block_count
 
 
 def separable_conv(dim: int, padding: int, norm: str, use_bias: bool) -> nn.Sequential:
@@ -46,3 +51,15 @@ class MobileResnetGenerator(ResnetGenerator):
     """A ResnetGenerator whose residual blocks are :class:`MobileResnetBlock`."""
 
     block = MobileResnetBlock
+
+
+FAMILY = Family(
+    name="mobile",
+    description="the ResNet generator with depthwise-separable blocks (GAN Compression's student), image to image",
+    spec_type=GeneratorSpec,
+    build=MobileResnetGenerator,
+    official_name=lambda spec: f"mobile_resnet_{spec.n_blocks}blocks",  # GAN Compression's name
+    size_multiple=size_multiple,
+    min_side=min_side,
+    min_tensors=block_count,
+)

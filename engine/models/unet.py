@@ -3,6 +3,8 @@
 Blocks nest as ``model.model.1.model.3.model.3...``: the outermost block's Sequential is
 ``[downconv, submodule, relu, upconv, tanh]``, a middle one ``[lrelu, downconv, norm, submodule,
 relu, upconv, norm, (dropout)]``, the innermost ``[lrelu, downconv, relu, upconv, norm]``.
+
+``FAMILY``: the ``unet`` family, whose official ``*_net_G.pth`` files are recognised by these keys.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cyclestream.engine.errors import CheckpointError
+from cyclestream.engine.models.family import Family, Shapes
 from cyclestream.engine.models.norm import norm_layer
-from cyclestream.engine.models.spec import GeneratorSpec
+from cyclestream.engine.models.spec import GeneratorSpec, block_count
 
 
 class UnetSkipConnectionBlock(nn.Module):
@@ -77,3 +81,38 @@ class UnetGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+
+# ----------------------------------------------------------------------------- the family
+
+
+def recognise(shapes: Shapes) -> GeneratorSpec | None:
+    """The UnetGenerator with these keys and shapes; None for keys of another family."""
+    if "model.model.0.weight" not in shapes:
+        return None
+    first, last = shapes["model.model.0.weight"], shapes.get("model.model.3.weight", ())
+    if len(first) != 4 or len(last) != 4:
+        raise CheckpointError("no outer 4x4 convolution pair (model.model.0 and .3) of a UnetGenerator")
+    ngf, input_nc = int(first[0]), int(first[1])
+    output_nc = int(last[1])  # ConvTranspose2d weight: (in, out, k, k)
+    levels, prefix = 1, "model.model.1.model."
+    while f"{prefix}1.weight" in shapes:
+        levels += 1
+        prefix += "3.model."
+    norm = "batch" if "model.model.1.model.2.weight" in shapes else "instance"
+    # Dropout in a U-Net adds no keys; it only matters in training mode.
+    return GeneratorSpec("unet", input_nc, output_nc, ngf, levels, norm, False, "reflect")
+
+
+FAMILY = Family(
+    name="unet",
+    description="pix2pix U-Net generator (unet_128, unet_256), image to image",
+    spec_type=GeneratorSpec,
+    build=UnetGenerator,
+    official_name=lambda spec: f"unet_{2**spec.n_blocks}",
+    recognise=recognise,
+    published_by="pytorch-CycleGAN-and-pix2pix",
+    size_multiple=lambda spec: 2**spec.n_blocks,  # the innermost level is 1x1
+    min_side=lambda spec: 1,  # any side pads up to the multiple
+    min_tensors=block_count,
+)
