@@ -86,7 +86,7 @@ def cost(model: LoadedModel, width: int, height: int) -> dict[str, Any]:
             "macs_per_frame": count_macs(model.generator, height, width, model.spec.size_multiple)}
 
 
-def speed(model: LoadedModel, backends: list[str], width: int, height: int, min_time: float = 1.0,
+def speed(model: LoadedModel, backends: list[str], *, width: int, height: int, min_time: float = 1.0,
           ) -> tuple[list[dict[str, Any]], dict[str, float] | None]:
     """images/s per backend (fp32, batch 1; a backend that cannot run here has ``skipped``), and for a
     distilled student the official resnet_9blocks in eager fp32 measured in the same run."""
@@ -102,7 +102,7 @@ def speed(model: LoadedModel, backends: list[str], width: int, height: int, min_
 
 
 def evaluate_student(student_path: str | os.PathLike[str], teacher_path: str | os.PathLike[str],
-                     holdout: Path, data: Path | None = None, backends: list[str] | None = None,
+                     *, holdout: Path, data: Path | None = None, backends: list[str] | None = None,
                      limit: int | None = None, min_time: float = 1.0) -> dict[str, Any]:
     """The whole evaluation of a student against its teacher (see the module's docstring)."""
     student, teacher = load_model(student_path), load_model(teacher_path)
@@ -119,8 +119,9 @@ def evaluate_student(student_path: str | os.PathLike[str], teacher_path: str | o
     }
     out["compression"] = round(out["teacher_cost"]["macs_per_frame"] / max(1, out["student_cost"]["macs_per_frame"]), 2)
     if backends:
-        out["speed"], out["official_resnet_9blocks_eager_fp32"] = speed(student, list(backends), width, height,
-                                                                          min_time)
+        out["speed"], out["official_resnet_9blocks_eager_fp32"] = speed(student, list(backends), width=width,
+                                                                        height=height,
+                                                                          min_time=min_time)
     return out
 
 
@@ -137,8 +138,8 @@ def distill_and_evaluate(options: TrainOptions, evaluation: DistillEvalOptions) 
     if evaluation.eval and student.exists():
         assert options.distill.teacher is not None
         log.info("evaluating %s against the teacher on %s", student, evaluation.holdout)
-        report = evaluate_student(student, options.distill.teacher, evaluation.holdout, options.data.data,
-                                  list(evaluation.eval_backends), min_time=evaluation.eval_seconds)
+        report = evaluate_student(student, options.distill.teacher, holdout=evaluation.holdout, data=options.data.data,
+                                  backends=list(evaluation.eval_backends), min_time=evaluation.eval_seconds)
         write_evaluation(result.run_dir, report)
     return {"result": result, "student": student, "evaluation": report}
 

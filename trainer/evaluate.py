@@ -79,7 +79,7 @@ def _blur_valid(t: torch.Tensor, weights: list[float], dim: int) -> torch.Tensor
     return out
 
 
-def ssim(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, window: int = 11, sigma: float = 1.5,
+def ssim(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, *, window: int = 11, sigma: float = 1.5,
          data_range: float = 255.0) -> float:
     """Structural similarity of two (H, W, C) images (1.0 when identical)."""
     x, y = _as_float(a), _as_float(b)

@@ -93,7 +93,8 @@ class Backend(ABC):
     def _translate(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames → uint8 frames, on the device the frames are on."""
         height, width = frames.shape[1], frames.shape[2]
-        x = to_model_input(frames, self._multiple, self.input_dtype, self.input_channels_last, self._value_range)
+        x = to_model_input(frames, self._multiple, dtype=self.input_dtype, channels_last=self.input_channels_last,
+                           value_range=self._value_range)
         return from_model_output(self.infer(x), height, width, self._value_range)
 
     def describe(self) -> str:

@@ -128,7 +128,7 @@ def profile_dynamic_shapes(profile: ShapeProfile, multiple: int) -> tuple[dict[i
 
 
 def export_program(
-    generator: nn.Module, profile: ShapeProfile, multiple: int, dtype: torch.dtype, device: torch.device
+    generator: nn.Module, profile: ShapeProfile, *, multiple: int, dtype: torch.dtype, device: torch.device
 ) -> torch.export.ExportedProgram:
     """``torch.export`` of a generator over a padded shape profile (what torch-tensorrt compiles).
 
@@ -194,6 +194,7 @@ def _export_torchscript(generator: nn.Module, x: torch.Tensor, path: Path, opset
 def export_onnx(
     model: LoadedModel,
     path: str | Path,
+    *,
     precision: str = "fp32",
     opset: int = OPSET,
     exporter: str = "auto",
@@ -261,7 +262,7 @@ def _cached_onnx(model: LoadedModel, precision: str, cache_dir: Path | None, dig
             return path, False
         log.info("exporting %s to ONNX (%s, once; cached in %s)", model.spec.official_name, precision, path.parent)
         reports: list[OnnxExport] = []
-        store_entry(path, key, lambda tmp: reports.append(export_onnx(model, tmp, precision)))
+        store_entry(path, key, lambda tmp: reports.append(export_onnx(model, tmp, precision=precision)))
     log.info("ONNX export done in %.1f s (%s exporter)", reports[0].seconds, reports[0].exporter)
     return path, True
 
@@ -277,6 +278,7 @@ def cached_onnx(
 def open_cached_onnx(
     model: LoadedModel,
     open_graph: Callable[[Path], T],
+    *,
     precision: str = "fp32",
     cache_dir: Path | None = None,
     digest: str | None = None,

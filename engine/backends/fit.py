@@ -18,7 +18,7 @@ _LIVE_COPIES = 4
 _BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
-def estimate_bytes(spec: FamilySpec, batch: int, height: int, width: int, precision: str = "fp32") -> int:
+def estimate_bytes(spec: FamilySpec, batch: int, height: int, width: int, *, precision: str = "fp32") -> int:
     """Rough peak memory (bytes) of running the generator on a batch of frames of this size."""
     h, w = padded_size(height, width, spec.size_multiple)
     return _LIVE_COPIES * batch * spec.ngf * h * w * _BYTES.get(precision, 4)
@@ -45,7 +45,7 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:.1f} GB"
 
 
-def check_frame_fits(spec: FamilySpec, batch: int, height: int, width: int, precision: str, device: str) -> None:
+def check_frame_fits(spec: FamilySpec, batch: int, height: int, width: int, *, precision: str, device: str) -> None:
     """A MediaError for a frame too small for the generator, or too large for the device's memory; a
     CheckpointError for a model that takes no frames at all."""
     spec.family.require_image_input(spec, "this model")
@@ -54,7 +54,7 @@ def check_frame_fits(spec: FamilySpec, batch: int, height: int, width: int, prec
             f"frames of {width}x{height} are too small for {spec.official_name}: it needs at least "
             f"{spec.min_side} pixels a side (scale them up with --size)"
         )
-    need = estimate_bytes(spec, batch, height, width, precision)
+    need = estimate_bytes(spec, batch, height, width, precision=precision)
     have = available_bytes(device)
     if have is not None and need > have:
         raise MediaError(

@@ -212,7 +212,7 @@ def build_with_plugins(model: LoadedModel, profile: ShapeProfile, precision: str
     register_plugins()
     dtype = PRECISIONS[precision]
     generator = fuse_kernels(copy.deepcopy(model.generator), "triton").to(device, dtype).eval()
-    program = export_program(generator, profile, model.spec.size_multiple, dtype, device)
+    program = export_program(generator, profile, multiple=model.spec.size_multiple, dtype=dtype, device=device)
     spec = torch_tensorrt.Input(min_shape=profile.min, opt_shape=profile.opt, max_shape=profile.max, dtype=dtype)
     data = torch_tensorrt.dynamo.convert_exported_program_to_serialized_trt_engine(
         program,
@@ -232,18 +232,19 @@ class OnnxRejected(BackendError):
 
 
 def build_native(
-    model: LoadedModel, profile: ShapeProfile, precision: str, cache_dir: Path, workspace_gib: float = 4.0
+    model: LoadedModel, profile: ShapeProfile, *, precision: str, cache_dir: Path, workspace_gib: float = 4.0
 ) -> bytes:
     """Plain TensorRT from the ONNX export, native InstanceNormalization (see the module docstring).
 
     A cached graph the parser refuses is exported again, once (``open_cached_onnx``)."""
     return open_cached_onnx(
-        model, lambda path: build_from_onnx(path, profile, workspace_gib), precision, cache_dir, damaged=OnnxRejected
+        model, lambda path: build_from_onnx(path, profile, workspace_gib), precision=precision, cache_dir=cache_dir,
+        damaged=OnnxRejected,
     )
 
 
 def build_aot(
-    model: LoadedModel, profile: ShapeProfile, precision: str, cache_dir: Path, workspace_gib: float = 4.0
+    model: LoadedModel, profile: ShapeProfile, *, precision: str, cache_dir: Path, workspace_gib: float = 4.0
 ) -> bytes:
     """TensorRT from the plugin graph with the native plugin library loaded (see the module docstring)."""
     library = load_plugin_library()
@@ -329,6 +330,7 @@ class BuiltEngine:
 def get_engine(
     model: LoadedModel,
     profile: ShapeProfile,
+    *,
     precision: str,
     device: torch.device,
     cache_dir: Path,
@@ -365,11 +367,11 @@ def get_engine(
         t0 = time.perf_counter()
         try:
             if variant == "aot":
-                data = build_aot(model, profile, precision, cache_dir)
+                data = build_aot(model, profile, precision=precision, cache_dir=cache_dir)
             elif variant == "plugins":
                 data = build_with_plugins(model, profile, precision, device)
             else:
-                data = build_native(model, profile, precision, cache_dir)
+                data = build_native(model, profile, precision=precision, cache_dir=cache_dir)
         except Exception as e:
             reason = first_line(e)
             failures.append(f"{variant}: {reason}")
@@ -425,7 +427,8 @@ class TensorRTBackend(Backend):
         assert model is not None
 
         def engine() -> BuiltEngine:
-            return get_engine(model, profile, self.precision, self.device, self.cache_dir, self.variants, self._digest)
+            return get_engine(model, profile, precision=self.precision, device=self.device, cache_dir=self.cache_dir,
+                              variants=self.variants, digest=self._digest)
 
         built = engine()
         try:

@@ -52,6 +52,7 @@ def _levels_per_unit(value_range: ValueRange) -> float:
 def to_model_input(
     frames: torch.Tensor,
     multiple: int,
+    *,
     dtype: torch.dtype = torch.float32,
     channels_last: bool = True,
     value_range: ValueRange = TANH_RANGE,

@@ -244,7 +244,7 @@ def new_record(item: Item, digest: str, model_sha256: str, options: TranslateOpt
     }
 
 
-def write_record(out_dir: Path, item_rel: str, output: Path, record: dict[str, Any], frames: int) -> None:
+def write_record(out_dir: Path, item_rel: str, *, output: Path, record: dict[str, Any], frames: int) -> None:
     path = record_path(out_dir, item_rel)
     done = {**record, "frames": frames, "output_size": output.stat().st_size, "output_ends_sha256": ends_sha256(output)}
     with atomic_output(path) as tmp:

@@ -66,7 +66,7 @@ def segments_root(out_dir: Path) -> Path:
     return out_dir / WORK_FOLDER / "segments"
 
 
-def segment_folder(out_dir: Path, item: Item, digest: str, seconds: float, warmup: int) -> Path:
+def segment_folder(out_dir: Path, item: Item, *, digest: str, seconds: float, warmup: int) -> Path:
     key = hashlib.sha256(repr((digest, input_identity(item.input), seconds, warmup)).encode()).hexdigest()[:16]
     folder = segments_root(out_dir) / f"{item.rel}.{key}"
     check_inside(folder, out_dir, f"{item.rel}'s segments")  # it and its neighbours get removed
@@ -132,8 +132,8 @@ class BatchState:
             if isinstance(segments, str):
                 log.info("%s is translated whole: cannot split it (%s)", item.rel, segments)
             else:
-                self._plan_segments(item, segments, record, segment_folder(self.out_dir, item, self.digest,
-                                                                            seconds, warmup))
+                self._plan_segments(item, segments, record, segment_folder(self.out_dir, item, digest=self.digest,
+                                                                            seconds=seconds, warmup=warmup))
                 return
         self._add(item, item.output, info.expected_frames, record=record)
 
@@ -197,7 +197,7 @@ class BatchState:
         try:
             with atomic_output(item.output) as tmp:
                 frames = join_segments(item.input, [(u.segment, p) for u, p in parts], tmp, str(item.output))
-            write_record(self.out_dir, item.rel, item.output, self.records[item], frames)
+            write_record(self.out_dir, item.rel, output=item.output, record=self.records[item], frames=frames)
         except Exception as e:  # the segments stay for a rerun
             reason = str(e) if isinstance(e, CycleStreamError) else f"unexpected {type(e).__name__}: {e}"
             outcome.status, outcome.reason = "failed", f"joining its {len(parts)} segments: {reason}"

@@ -137,7 +137,7 @@ class BatchWorker:
         try:
             frames, backend, warnings = self._translate(unit)
             if unit.record is not None:
-                write_record(self.out_dir, unit.item.rel, unit.output, unit.record, frames)
+                write_record(self.out_dir, unit.item.rel, output=unit.output, record=unit.record, frames=frames)
         except CycleStreamError as e:
             return UnitResult(unit.id, False, error=str(e), retried=retried, worker=self.name)
         except Exception as e:  # a bug or an unforeseen library error: one line, the batch goes on

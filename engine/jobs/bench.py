@@ -155,7 +155,8 @@ def bench_model(model: LoadedModel, *, options: ModelBenchOptions | None = None)
                 peak = peaks.bf16_gflops if row.precision in ("bf16", "fp16") else peaks.fp32_gflops
                 row.peak_fraction = round(row.gflops / peak, 3) if peak and device == "cpu" else None
     bar.close()
-    report.model["min_bytes_per_frame"] = {f"{w}x{h}": min_bytes_per_frame(model.generator, h, w, 1) for w, h in sizes}
+    report.model["min_bytes_per_frame"] = {f"{w}x{h}": min_bytes_per_frame(model.generator, h, w, batch=1) for w,
+                                           h in sizes}
     if model.metadata.get("distillation"):
         report.model["official_baseline"] = _official_baseline(report, device, options)
     return report

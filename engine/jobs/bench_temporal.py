@@ -126,6 +126,7 @@ def measure(
     clean: Sequence[np.ndarray],
     inputs: Sequence[np.ndarray],
     per_frame: Sequence[np.ndarray],
+    *,
     methods: Sequence[str],
     precomputed: dict[str, tuple[list[np.ndarray], float]] | None = None,
 ) -> tuple[list[TemporalRow], list[int]]:
@@ -271,7 +272,7 @@ def bench_temporal(clip: str | Path, model: LoadedModel, *,
                 smoothed = smoothed_stats_outputs(model, inputs)
                 extra = max(0.0, time.perf_counter() - t0 - model_ms * len(inputs) / 1000)
                 precomputed[STATS_LEVER] = (smoothed, extra)
-            rows, cuts = measure(clean, inputs, per_frame, methods, precomputed)
+            rows, cuts = measure(clean, inputs, per_frame, methods=methods, precomputed=precomputed)
             reports.append(TemporalReport(Path(clip).name, len(clean), (width, height), sigma, model_ms, cuts, rows))
     finally:
         backend.close()
@@ -279,7 +280,8 @@ def bench_temporal(clip: str | Path, model: LoadedModel, *,
 
 
 def temporal_picture(
-    frames: Sequence[np.ndarray], methods: Sequence[str], backend: Backend, path: Path, start: int = 1, count: int = 4
+    frames: Sequence[np.ndarray], methods: Sequence[str], backend: Backend, path: Path, *, start: int = 1,
+    count: int = 4,
 ) -> Path:
     """Consecutive frames, a row each for the input and every method's output, then each method's
     frame-to-frame change ×8 (flicker shows as speckle; motion as outlines)."""

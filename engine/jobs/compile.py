@@ -71,7 +71,7 @@ def _check_input(model: LoadedModel, profile: ShapeProfile) -> torch.Tensor:
 def _onnx(model: LoadedModel, out: Path, options: CompileOptions, profile: ShapeProfile, cache_dir: Path) -> list[str]:
     if options.precision not in ("fp32", "fp16"):
         raise BackendError("--target onnx writes fp32 or fp16 graphs (bf16 is an OpenVINO/eager run-time choice)")
-    report = export_onnx(model, out, options.precision, exporter=options.exporter)
+    report = export_onnx(model, out, precision=options.precision, exporter=options.exporter)
     cached = store_cached_onnx(model, out, options.precision, cache_dir)
     details = [
         f"{report.exporter} exporter, opset {OPSET}, {report.precision}, dynamic batch/height/width",
@@ -130,7 +130,8 @@ def _tensorrt(
     if options.precision not in PRECISIONS:
         raise BackendError(f"--target tensorrt builds fp32 or fp16 engines, not {options.precision}")
     backend = TensorRTBackend(options.device, cache_dir)  # checks TensorRT and CUDA with clear messages
-    built = get_engine(model, profile.padded(model.spec.size_multiple), options.precision, backend.device, cache_dir)
+    built = get_engine(model, profile.padded(model.spec.size_multiple), precision=options.precision,
+                       device=backend.device, cache_dir=cache_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.resolve() != built.path.resolve():
         with atomic_output(out) as tmp:

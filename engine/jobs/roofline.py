@@ -43,7 +43,7 @@ def count_macs(generator: nn.Module, height: int, width: int, multiple: int) -> 
     return total
 
 
-def min_bytes_per_frame(generator: nn.Module, height: int, width: int, batch: int, weight_bytes: int = 4) -> float:
+def min_bytes_per_frame(generator: nn.Module, height: int, width: int, *, batch: int, weight_bytes: int = 4) -> float:
     """Frame in and out as uint8, weights read once per batch."""
     weights = sum(p.numel() for p in generator.parameters()) * weight_bytes
     return 2 * 3 * height * width + weights / batch

@@ -96,7 +96,10 @@ def translate_video(
         source = VideoFileSource(input_path, size=options.run.size)
     try:
         info = source.frame_info  # decodes the first frame: upright size, colour tags
-        backend = (prepare or prepare_backend)(model, options.run, info.height, info.width)
+        if prepare is None:  # int8 is calibrated on this video's first frames (unless --calibration names others)
+            backend = prepare_backend(model, options.run, info.height, info.width, calibration=Path(input_path))
+        else:
+            backend = prepare(model, options.run, info.height, info.width)
     except BaseException:
         source.close()
         raise
@@ -175,7 +178,7 @@ def _check_video_target(picture: Picture, dst: Path, options: TranslateOptions) 
 def _write_as_video(picture: Picture, translated: list[np.ndarray], dst: Path, options: TranslateOptions) -> list[str]:
     """An animation as a video file (atomically); what the video cannot hold, one line each."""
     with atomic_output(dst) as tmp:
-        write_animation_video(picture.frames, translated, picture.durations, tmp, options.encode, str(dst))
+        write_animation_video(picture.frames, translated, picture.durations, tmp, encode=options.encode, label=str(dst))
     lost = ["transparency not kept (a video has none)"] if picture.alphas else []
     if picture.loop is not None:
         lost.append("loop count not kept (a video plays once)")

@@ -35,6 +35,7 @@ def write_animation_video(
     translated: list[np.ndarray],
     durations: list[float],
     path: str | os.PathLike[str],
+    *,
     encode: EncodeOptions,
     label: str,
 ) -> None:

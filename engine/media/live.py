@@ -177,9 +177,10 @@ class LiveSource:
         """Connect, waiting for data up to open_timeout the first time, else a stall plus the back-off:
         listening through the back-off, not sleeping, so a sender that returns meanwhile is not missed."""
         wait = self.read_timeout + back_off if self._ready.is_set() else self.open_timeout
-        timeouts = (wait, self.read_timeout) if self.spec.is_live else (None, None)
+        open_timeout, read_timeout = (wait, self.read_timeout) if self.spec.is_live else (None, None)
         spec = self.spec
-        container = open_live(spec.url, spec.options, spec.format, self._stop, *timeouts, spec.open_in_slices)
+        container = open_live(spec.url, spec.options, format=spec.format, stop=self._stop, open_timeout=open_timeout,
+                              read_timeout=read_timeout, sliced=spec.open_in_slices)
         return LiveConnection(container, self.spec.url, wait_for_keyframe=self.spec.kind == "network")
 
     def _first_frame(self, frame: av.VideoFrame, connection: LiveConnection) -> None:

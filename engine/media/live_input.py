@@ -35,6 +35,7 @@ def _interrupted(error: MediaError) -> bool:
 def open_live(
     url: str,
     options: dict[str, str],
+    *,
     format: str | None,
     stop: threading.Event,
     open_timeout: float | None,

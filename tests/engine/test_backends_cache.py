@@ -225,9 +225,9 @@ def counted_exports(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     made: list[str] = []
     real = export.export_onnx
 
-    def export_onnx(model: object, path: Path, precision: str = "fp32", **kwargs: object) -> export.OnnxExport:
+    def export_onnx(model: object, path: Path, *, precision: str = "fp32", **kwargs: object) -> export.OnnxExport:
         made.append(precision)
-        return real(model, path, precision, exporter="torchscript")  # type: ignore[arg-type]
+        return real(model, path, precision=precision, exporter="torchscript")  # type: ignore[arg-type]
 
     monkeypatch.setattr(export, "export_onnx", export_onnx)
     return made

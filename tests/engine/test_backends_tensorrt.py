@@ -61,7 +61,8 @@ def test_plugin_graph_is_exportable_over_a_dynamic_profile() -> None:
     model = random_model(SPEC)
     fused = fuse_kernels(copy.deepcopy(model.generator), "reference").eval()
     profile = ShapeProfile.parse("2x3x32x32:4x3x64x96")
-    program = export_program(fused, profile, model.spec.size_multiple, torch.float32, torch.device("cpu"))
+    program = export_program(fused, profile, multiple=model.spec.size_multiple, dtype=torch.float32,
+                             device=torch.device("cpu"))
     targets = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
     assert sum("cyclestream.instance_norm_act" in t for t in targets) == 7  # IN+ReLU: stem, 2 down, 2 blocks, 2 up
     assert sum("cyclestream.instance_norm_residual" in t for t in targets) == 2  # one per block
@@ -131,11 +132,11 @@ def test_engine_build_falls_back_to_native_with_a_warning_and_is_cached(
     monkeypatch.setattr(trt_backend, "torch_tensorrt_version", lambda: "2.13.0")  # a plugins-capable one
     calls: list[str] = []
 
-    def plugins(*args: object) -> bytes:
+    def plugins(*args: object, **kwargs: object) -> bytes:
         calls.append("plugins")
         raise RuntimeError("no QDP support in this TensorRT")
 
-    def native(*args: object) -> bytes:
+    def native(*args: object, **kwargs: object) -> bytes:
         calls.append("native")
         return b"serialized engine"
 
@@ -144,18 +145,19 @@ def test_engine_build_falls_back_to_native_with_a_warning_and_is_cached(
     model, cpu = random_model(SPEC), torch.device("cpu")
     wide = ShapeProfile.parse("1x3x64x64:4x3x256x256")
     with caplog.at_level(logging.INFO, logger="cyclestream"):
-        built = trt_backend.get_engine(model, wide, "fp16", cpu, tmp_path)
+        built = trt_backend.get_engine(model, wide, precision="fp16", device=cpu, cache_dir=tmp_path)
     assert calls == ["plugins", "native"]
     assert built.key.variant == "native" and built.path.read_bytes() == b"serialized engine"
     assert "plugins failed (no QDP support in this TensorRT)" in caplog.text
     assert "building a TensorRT engine" in caplog.text  # the progress message
-    inside = trt_backend.get_engine(model, ShapeProfile.parse("2x3x128x128"), "fp16", cpu, tmp_path)
+    inside = trt_backend.get_engine(model, ShapeProfile.parse("2x3x128x128"), precision="fp16", device=cpu,
+                                    cache_dir=tmp_path)
     assert inside.path == built.path and inside.seconds == 0 and len(calls) == 2  # reused, not rebuilt
-    trt_backend.get_engine(model, wide, "fp32", cpu, tmp_path)
+    trt_backend.get_engine(model, wide, precision="fp32", device=cpu, cache_dir=tmp_path)
     assert calls[2:] == ["plugins", "native"]  # another precision is another engine
     monkeypatch.setattr(trt_backend, "build_native", plugins)
     with pytest.raises(BackendError, match=r"plugins: no QDP .*; native: no QDP"):
-        trt_backend.get_engine(random_model(SPEC, seed=1), wide, "fp16", cpu, tmp_path)
+        trt_backend.get_engine(random_model(SPEC, seed=1), wide, precision="fp16", device=cpu, cache_dir=tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -175,8 +177,8 @@ def test_plugins_variant_needs_a_torch_tensorrt_that_passes_the_ops_attributes(
     monkeypatch.setattr(trt_backend, "plugin_library", lambda: None)
     monkeypatch.setattr(trt_backend, "torch_tensorrt_version", lambda: installed)
     calls: list[str] = []
-    monkeypatch.setattr(trt_backend, "build_with_plugins", lambda *a: calls.append("plugins") or b"plugins engine")
-    monkeypatch.setattr(trt_backend, "build_native", lambda *a: calls.append("native") or b"native engine")
+    monkeypatch.setattr(trt_backend, "build_with_plugins", lambda *a, **k: calls.append("plugins") or b"plugins engine")
+    monkeypatch.setattr(trt_backend, "build_native", lambda *a, **k: calls.append("native") or b"native engine")
     reason = trt_backend.variant_unavailable("plugins")
     assert (reason is None) == offered
     assert trt_backend.default_variants() == (("plugins", "native") if offered else ("native",))
@@ -184,7 +186,8 @@ def test_plugins_variant_needs_a_torch_tensorrt_that_passes_the_ops_attributes(
         assert "\n" not in reason and "2.13" in reason and ("not installed" in reason or installed in reason)
     with caplog.at_level(logging.INFO, logger="cyclestream"):
         built = trt_backend.get_engine(
-            random_model(SPEC), ShapeProfile.parse("1x3x64x64"), "fp16", torch.device("cpu"), tmp_path,
+            random_model(SPEC), ShapeProfile.parse("1x3x64x64"), precision="fp16", device=torch.device("cpu"),
+            cache_dir=tmp_path,
             variants=("plugins", "native"),
         )  # fmt: skip
     assert calls == (["plugins"] if offered else ["native"])

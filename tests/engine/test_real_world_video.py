@@ -271,8 +271,9 @@ def test_a_frame_too_large_for_memory_is_refused_up_front(tmp_path: Path) -> Non
     from cyclestream.engine.models import GeneratorSpec
 
     with pytest.raises(MediaError, match=r"16000x16000 frames needs about \d+\.\d GB .* --size"):
-        check_frame_fits(GeneratorSpec(), 1, 16000, 16000, "fp32", "cpu")
-    check_frame_fits(GeneratorSpec(), 1, 1080, 1920, "fp32", "cpu")  # full HD fits in this machine's memory
+        check_frame_fits(GeneratorSpec(), 1, 16000, 16000, precision="fp32", device="cpu")
+    check_frame_fits(GeneratorSpec(), 1, 1080, 1920, precision="fp32",
+                     device="cpu")  # full HD fits in this machine's memory
 
 
 

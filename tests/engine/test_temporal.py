@@ -56,7 +56,7 @@ def test_on_meets_the_goals(scenes: dict[str, list[np.ndarray]], backend: Backen
     noisy = add_noise(clean, 3.0, seed=1)
     per_frame, _ = run_model(backend, noisy)
 
-    (off, on), cuts = measure(clean, noisy, per_frame, ["off", "on"])
+    (off, on), cuts = measure(clean, noisy, per_frame, methods=["off", "on"])
 
     assert off.psnr == 100.0 and off.flicker > 0  # off is the per-frame output
     assert on.flicker <= 0.5 * off.flicker, f"still flicker {on.flicker:.2f} vs off {off.flicker:.2f}"
@@ -119,7 +119,7 @@ def test_flow_stabilises_a_still_noisy_scene(scenes: dict[str, list[np.ndarray]]
     clean = scenes["still"]
     noisy = add_noise(clean, 3.0, seed=2)
     per_frame, _ = run_model(backend, noisy)
-    (off, flow), _ = measure(clean, noisy, per_frame, ["off", "flow"])
+    (off, flow), _ = measure(clean, noisy, per_frame, methods=["off", "flow"])
     assert flow.flicker < off.flicker and flow.psnr >= 35.0 and flow.warp_error is not None
 
 
