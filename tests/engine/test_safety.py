@@ -22,8 +22,8 @@ from cyclestream.engine.errors import OutputError
 from cyclestream.engine.media.synthetic import write_clip
 from cyclestream.engine.signals import Terminated, exit_code, terminate_as_interrupt
 from cyclestream.trainer.state import save_state
+from tests.cli.test_bad_input import only_file_is, run_cli
 from tests.engine.processes import translate_until_writing
-from tests.engine.test_bad_input import only_file_is, run_cli
 
 
 def listing(folder: Path) -> dict[str, bytes]:

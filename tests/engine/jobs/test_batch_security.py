@@ -29,9 +29,9 @@ from cyclestream.engine.jobs.batch_worker import BatchWorker
 from cyclestream.engine.jobs.translate import TranslateOptions
 from cyclestream.engine.media.encode_options import EncodeOptions
 from tests.engine.batch_faults import REPO
+from tests.engine.jobs.test_batch import _picture, _touch
+from tests.engine.jobs.test_batch_clips import write_camera_clip
 from tests.engine.media_checks import video_times
-from tests.engine.test_batch import _picture, _touch
-from tests.engine.test_batch_clips import write_camera_clip
 
 QUIET = BatchOptions(translate=TranslateOptions(encode=EncodeOptions(preset="ultrafast"), progress=False),
                      progress=False)

@@ -17,10 +17,10 @@ from cyclestream.engine.jobs.batch_state import BatchState
 from cyclestream.engine.jobs.translate import TranslateOptions, translate
 from cyclestream.engine.media.encode_options import EncodeOptions
 from tests.engine.batch_faults import DieInside
+from tests.engine.jobs.test_batch import _library, check_library_outputs
+from tests.engine.jobs.test_batch_clips import write_camera_clip
+from tests.engine.jobs.test_batch_segments import NEAR_LOSSLESS, _check_same_as_single_file
 from tests.engine.media_checks import video_times
-from tests.engine.test_batch import _library, check_library_outputs
-from tests.engine.test_batch_clips import write_camera_clip
-from tests.engine.test_batch_segments import NEAR_LOSSLESS, _check_same_as_single_file
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'cyclestream[ray]')")
 

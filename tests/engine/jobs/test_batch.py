@@ -18,8 +18,8 @@ from cyclestream.engine.jobs.batch import BatchFailed, BatchOptions, run_batch
 from cyclestream.engine.jobs.batch_plan import find_items, record_path
 from cyclestream.engine.jobs.translate import TranslateOptions
 from cyclestream.engine.media.encode_options import EncodeOptions
+from tests.engine.jobs.test_batch_clips import write_camera_clip
 from tests.engine.media_checks import audio_packets, stream_summary, video_times
-from tests.engine.test_batch_clips import write_camera_clip
 
 FAST = EncodeOptions(preset="ultrafast")
 QUIET = BatchOptions(translate=TranslateOptions(encode=FAST, progress=False), progress=False)

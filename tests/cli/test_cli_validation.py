@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cyclestream.cli import build_parser
-from tests.engine.test_bad_input import only_file_is, run_cli
+from tests.cli.test_bad_input import only_file_is, run_cli
 
 
 @pytest.mark.parametrize(

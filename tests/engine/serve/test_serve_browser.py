@@ -26,7 +26,7 @@ if CHROMIUM is None:
                 allow_module_level=True)
 
 from cyclestream.bundled import STUDENT_MODEL  # noqa: E402
-from tests.engine.test_serve import client_threads, get, serving, status, wait_for  # noqa: E402
+from tests.engine.serve.test_serve import client_threads, get, serving, status, wait_for  # noqa: E402
 
 FRAMES = "document.getElementById('output').getVideoPlaybackQuality().totalVideoFrames"
 

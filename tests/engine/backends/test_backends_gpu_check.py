@@ -16,7 +16,7 @@ from cyclestream.engine.jobs.verify import random_model
 from cyclestream.engine.models import GeneratorSpec
 from cyclestream.engine.models.fuse import FusedInstanceNorm, FusedResnetBlock
 
-GPU_CHECK = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
+GPU_CHECK = Path(__file__).resolve().parents[3] / "benchmarks" / "gpu_check.py"
 PART_NAMES = ["kernels", "aot", "generator", "pipeline", "tensorrt"]
 
 

@@ -28,7 +28,7 @@ from cyclestream.engine.jobs.stream import StreamOptions, StreamReport, run_stre
 from cyclestream.engine.stats import LATENCY_WINDOW, PipelineStats
 from tests.engine.media_checks import video_times
 
-SENDER = Path(__file__).parent / "senders" / "x264_sender.py"
+SENDER = Path(__file__).parents[1] / "senders" / "x264_sender.py"
 FPS = 50  # x264's keyint 250 is then 5 s: the tests stay short, the sender stays ordinary
 
 

@@ -20,8 +20,8 @@ from cyclestream.engine.jobs.translate import TranslateOptions, translate
 from cyclestream.engine.media.encode_options import EncodeOptions
 from cyclestream.engine.media.segments import VideoIndex, plan_segments, scan
 from tests.engine.batch_faults import REPO
+from tests.engine.jobs.test_batch_clips import BT709, keyframe_times, write_camera_clip
 from tests.engine.media_checks import audio_packets, decoded_frames, stream_summary, video_times
-from tests.engine.test_batch_clips import BT709, keyframe_times, write_camera_clip
 
 LOSSLESS = EncodeOptions(codec="ffv1", crf=None, preset=None, pix_fmt="bgr0")  # Matroska only
 NEAR_LOSSLESS = EncodeOptions(crf=0, preset="ultrafast", pix_fmt="yuv444p")  # x264 lossless: MP4 too
@@ -198,7 +198,7 @@ def test_crash_mid_video_then_rerun_reuses_finished_segments(tiny_model: Path, t
     out, marker = tmp_path / "out", tmp_path / "crashed"
     script = ("import sys; from pathlib import Path; from cyclestream.engine.jobs.batch import run_batch; "
               "from tests.engine.batch_faults import DieInside; "
-              "from tests.engine.test_batch_segments import NEAR_LOSSLESS, _options; "
+              "from tests.engine.jobs.test_batch_segments import NEAR_LOSSLESS, _options; "
               "run_batch([Path(sys.argv[1])], Path(sys.argv[2]), Path(sys.argv[3]), _options(NEAR_LOSSLESS), "
               "on_unit=DieInside('segment 3/', 5, Path(sys.argv[4])))")  # the process dies inside segment 3
     crashed = subprocess.run([sys.executable, "-c", script, str(src), str(out), str(tiny_model), str(marker)],

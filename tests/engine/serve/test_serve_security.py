@@ -18,7 +18,7 @@ pytest.importorskip("aiortc", reason="serve needs aiortc: pip install 'cyclestre
 pytest.importorskip("aiohttp", reason="serve needs aiohttp: pip install 'cyclestream[serve]'")
 
 from cyclestream.engine.serve.options import HttpLimits
-from tests.engine.test_serve import Served, serving
+from tests.engine.serve.test_serve import Served, serving
 
 LIMITS = HttpLimits(head_timeout=1.0, body_timeout=1.0, max_connections=8)
 CLOSED_WITHIN = 10.0  # seconds: a generous bound on the 1 s deadlines (the cores are shared)
