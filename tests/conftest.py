@@ -13,6 +13,10 @@ from cyclestream.engine.checkpoint import save_model
 from cyclestream.engine.media.synthetic import write_clip
 from cyclestream.engine.models import GeneratorSpec, build_generator
 
+# --backend auto measures every backend the first time it meets a model and frame size (up to 30 s): the
+# suite's many tiny models would each be measured.  Tests keep the static rules unless they ask for tuning.
+os.environ.setdefault("CYCLESTREAM_TUNE", "0")
+
 if not torch.cuda.is_available():
     # Triton kernels are tested on CPU tensors through Triton's interpreter, which must be switched on
     # before anything (torch.compile included) imports triton; the root conftest loads first.

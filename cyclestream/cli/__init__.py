@@ -15,13 +15,13 @@ import os
 import sys
 
 from cyclestream.bundled import DEFAULT_MODEL, DEMO_CLIP, STUDENT_MODEL
-from cyclestream.cli import batch, bench, model, serve, stream, train, translate
+from cyclestream.cli import batch, bench, model, serve, stream, train, translate, tune
 
 __all__ = ["DEFAULT_MODEL", "DEMO_CLIP", "STUDENT_MODEL", "build_parser", "main"]
 
 log = logging.getLogger("cyclestream")
 
-COMMANDS = [translate, batch, stream, serve, bench, model, train]  # the order of `cyclestream --help`
+COMMANDS = [translate, batch, stream, serve, bench, tune, model, train]  # the order of `cyclestream --help`
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +48,6 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="cyclestream: %(levelname)s: %(message)s" if args.verbose else "cyclestream: %(message)s",
     )
-    from cyclestream.engine.errors import CycleStreamError
     from cyclestream.engine.signals import exit_code, interrupted, terminate_as_interrupt
 
     # SIGTERM and SIGHUP unwind a job like Ctrl-C; stream instead finishes its output on them (engine/jobs/stream.py).
@@ -56,25 +55,32 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with signals:
             return int(args.func(args) or 0)
-    except CycleStreamError as e:
-        if args.verbose:
-            raise
-        print(f"cyclestream: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt as e:  # exit 128 + the signal's number: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
         done = "; ".join(getattr(e, "__notes__", ())) or "no output was left behind"  # a job's note: what it wrote
         print(f"cyclestream: {interrupted(e)}; {done}", file=sys.stderr)
         return exit_code(e)
-    except Exception as e:  # a bug or an unforeseen library error: still one line unless --verbose
+    except Exception as e:
         if args.verbose:
             raise
+        if _users_to_fix(e):
+            print(f"cyclestream: error: {e}", file=sys.stderr)
+            return 2
         if isinstance(e, OSError) and e.filename is not None:  # permission denied, disk full, ...: the user's to fix
             print(f"cyclestream: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
             return 2
+        # a bug or an unforeseen library error: still one line unless --verbose
         print(
             f"cyclestream: error: unexpected {type(e).__name__}: {e} (run with --verbose for details)", file=sys.stderr
         )
         return 1
+
+
+def _users_to_fix(e: BaseException) -> bool:
+    """A CycleStreamError, or a KernelError (the kernels' own, when they were imported at all)."""
+    from cyclestream.engine.errors import CycleStreamError
+
+    kernels = sys.modules.get("cyclestream.kernels.errors")
+    return isinstance(e, CycleStreamError) or (kernels is not None and isinstance(e, kernels.KernelError))
 
 
 if __name__ == "__main__":

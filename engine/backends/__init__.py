@@ -2,11 +2,11 @@
 
 | name        | runs on | precisions       | library                         |
 | ----------- | ------- | ---------------- | ------------------------------- |
-| auto        | any     | any              | picks one of the below (auto.py) |
+| auto        | any     | any              | measured: the fastest below that matches eager fp32 (tune.py) |
 | eager       | cpu/cuda| fp32, bf16, fp16 | PyTorch (the reference)          |
 | compile     | cpu/cuda| fp32, bf16, fp16 | torch.compile / inductor         |
-| onnxruntime | cpu     | fp32             | onnxruntime (`[onnx]` extra)     |
-| openvino    | cpu     | fp32, bf16       | openvino (`[openvino]` extra)    |
+| onnxruntime | cpu     | fp32, int8       | onnxruntime (`[onnx]` extra)     |
+| openvino    | cpu     | fp32, bf16, int8 | openvino (`[openvino]` extra)    |
 | tensorrt    | cuda    | fp32, fp16, bf16 | tensorrt (`[gpu]`); torch-tensorrt ≥ 2.13 for `plugins` (`[gpu-plugins]`) |
 """
 
@@ -60,12 +60,13 @@ _HERE = "cyclestream.engine.backends"
 REGISTRY: dict[str, BackendEntry] = {
     entry.name: entry
     for entry in (
-        BackendEntry("auto", "TensorRT on a GPU, else the fastest CPU backend installed",
+        BackendEntry("auto", "the fastest of these that matches eager fp32, measured here on a model's first run "
+                     "(cyclestream tune)",
                      f"{_HERE}.auto", "AutoBackend", takes_kernels=True),
         BackendEntry("eager", "PyTorch, the reference", f"{_HERE}.eager", "EagerBackend", takes_kernels=True),
         BackendEntry("compile", "torch.compile (inductor)", f"{_HERE}.compiled", "CompiledBackend"),
-        BackendEntry("onnxruntime", "ONNX Runtime, CPU fp32", f"{_HERE}.onnxruntime", "OnnxRuntimeBackend"),
-        BackendEntry("openvino", "OpenVINO, CPU fp32/bf16", f"{_HERE}.openvino", "OpenVINOBackend"),
+        BackendEntry("onnxruntime", "ONNX Runtime, CPU fp32/int8", f"{_HERE}.onnxruntime", "OnnxRuntimeBackend"),
+        BackendEntry("openvino", "OpenVINO, CPU fp32/bf16/int8", f"{_HERE}.openvino", "OpenVINOBackend"),
         BackendEntry("tensorrt", "TensorRT, NVIDIA GPU fp32/fp16", f"{_HERE}.tensorrt", "TensorRTBackend"),
     )
 }

@@ -444,7 +444,8 @@ def store_engine(cache_dir: Path, key: EngineKey, data: bytes) -> Path:
 
 
 @cache
-def _version(package: str) -> str:
+def package_version(package: str) -> str:
+    """An installed distribution's version, or "none"."""
     try:
         return version(package)
     except PackageNotFoundError:
@@ -459,7 +460,7 @@ def onnx_key(model: str, precision: str, opset: int) -> dict[str, Any]:
         "precision": precision,
         "opset": opset,
         "torch": torch.__version__,
-        "onnxscript": _version("onnxscript"),
+        "onnxscript": package_version("onnxscript"),
         "format": CACHE_FORMAT,
     }
 

@@ -5,7 +5,8 @@ another size run on the same session.  Sessions use every graph optimization and
 threads as PyTorch uses (``torch.get_num_threads()``), one inter-op thread.  Pre- and
 post-processing are the shared uint8 ↔ [-1, 1] functions of engine/backends/tensors.py.
 
-Precision is fp32 only: the CPU provider has no fast bf16 or fp16 convolutions (OpenVINO does bf16).
+Precision is fp32, or int8 (``--precision int8``: the graph quantised by engine/backends/quantize.py, run by
+the provider's int8 kernels); the CPU provider has no fast bf16 or fp16 convolutions (OpenVINO does bf16).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 import torch
 
 from cyclestream.engine.backends.base import Backend, FrameShape, Precision
-from cyclestream.engine.backends.export import INPUT_NAME, cached_onnx
+from cyclestream.engine.backends.export import INPUT_NAME, open_cached_onnx
+from cyclestream.engine.backends.quantize import Calibrated, open_int8
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import BackendError
 
@@ -43,7 +45,7 @@ def make_session(path: Path, threads: int | None = None) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-class OnnxRuntimeBackend(Backend):
+class OnnxRuntimeBackend(Calibrated, Backend):
     name = "onnxruntime"
     input_channels_last = False  # the engine's input binding is contiguous NCHW
 
@@ -56,12 +58,18 @@ class OnnxRuntimeBackend(Backend):
         self._session: Any = None
 
     def prepare(self, model: LoadedModel, shape: FrameShape, precision: Precision) -> None:
-        if precision != "fp32":
+        if precision not in ("fp32", "int8"):
             raise BackendError(
-                f"the onnxruntime backend runs fp32 only (asked for {precision}); "
+                f"the onnxruntime backend has no {precision} (it runs fp32 only, or int8 quantised); "
                 "for bf16 on the CPU use --backend openvino or eager"
             )
-        self._session = make_session(cached_onnx(model, "fp32", self.cache_dir), self.threads)
+        self.precision = precision
+        if precision == "int8":  # the quantised graph (engine/backends/quantize.py)
+            self._session = open_int8(model, lambda path: make_session(path, self.threads), self.calibration, shape,
+                                      self.cache_dir)
+        else:
+            self._session = open_cached_onnx(model, lambda path: make_session(path, self.threads), precision="fp32",
+                                             cache_dir=self.cache_dir)
         self.ready(model, shape)
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,33 +1,107 @@
-"""How to run a generator (backend, device, precision, batch, size), and "open a backend for this model
-and frame size": shared by every job that runs a model."""
+"""How to run a generator (backend, device, precision, batch, size, kernels, tuning, int8 calibration), and
+"open a backend for this model and frame size": shared by every job that runs a model.  The options import
+nothing heavy.
+
+``--precision auto`` (the default) lets ``--backend auto`` choose the arithmetic too: it measures fp32 and
+whatever reduced precision this hardware has instructions for (bf16 with AVX-512-BF16/AMX or on a GPU,
+fp16 on a GPU, int8 on CPUs with AVX2/VNNI) and keeps only settings within the fidelity gate of their
+precision against eager fp32 (``tune.FIDELITY_DB``).  A precision named explicitly restricts ``auto``'s
+candidates to that precision.  Every other backend runs ``auto`` as fp32: the numbers of the reference.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from cyclestream.engine.backends import Backend, FrameShape, Precision, create_backend
-from cyclestream.engine.backends.fit import check_frame_fits
-from cyclestream.engine.checkpoint import LoadedModel
+from cyclestream.engine.backends import BACKEND_NAMES, backends_help
+from cyclestream.engine.options import DEVICE_HELP, Options, option, parse_size, valid_device
+
+if TYPE_CHECKING:
+    from cyclestream.engine.backends.base import Backend
+    from cyclestream.engine.checkpoint import LoadedModel
 
 log = logging.getLogger("cyclestream")
 
+Precision = Literal["fp32", "bf16", "fp16", "int8"]  # what a backend runs
+PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "fp16", "int8")
+PrecisionChoice = Literal["auto", "fp32", "bf16", "fp16", "int8"]  # what a user asks for
+Kernels = Literal["auto", "triton", "reference", "off"]
 
-@dataclass(frozen=True)
-class RunOptions:
-    """How to run the generator: shared by translate, stream and bench."""
-
-    backend: str = "auto"
-    device: str = "cpu"
-    precision: Precision = "fp32"
-    batch_size: int = 1
-    size: tuple[int, int] | None = None  # (width, height) to scale frames to; None keeps their size
-    kernels: str = "auto"  # fused instance-norm kernels (eager backend): auto, triton, reference, off
+AUTO_TUNE_BUDGET_S = 30.0  # the measurements of --backend auto's first run of a model, shape and device
 
 
-def prepare_backend(model: LoadedModel, options: RunOptions, height: int, width: int) -> Backend:
-    check_frame_fits(model.spec, options.batch_size, height, width, options.precision, options.device)
-    backend = create_backend(options.backend, options.device, options.kernels)
-    backend.prepare(model, FrameShape(options.batch_size, height, width), options.precision)
+@dataclass(frozen=True, kw_only=True)
+class RunOptions(Options):
+    """How to run the generator: shared by every job that runs one."""
+
+    backend: str = option("auto", choices=BACKEND_NAMES, metavar="BACKEND", help=backends_help())
+    device: str = option("auto", help=DEVICE_HELP)
+    precision: PrecisionChoice = option(
+        "auto", help="arithmetic of the model: auto (--backend auto measures fp32 and the reduced precisions this "
+        "hardware has, and keeps those that match fp32 closely; other backends: fp32), fp32, bf16 (CPUs with "
+        "AVX-512-BF16 or AMX, GPUs), fp16 (GPUs), int8 (CPUs: onnxruntime, openvino; calibrated on --calibration)")
+    batch_size: int = option(1, min=1, help="frames per model call")
+    size: tuple[int, int] | None = option(None, parse=parse_size, metavar="WxH", default_text="keep their size",
+                                          help="scale frames to WxH first")
+    kernels: Kernels = option("auto", help="fused instance-norm kernels for --backend eager (auto: Triton on "
+                              "CUDA, off on CPU)")
+    tune: bool = option(True, flag="--no-tune", help="--backend auto without measuring: the static rules "
+                        "(TensorRT on a GPU, OpenVINO for bf16 on CPUs with bf16, else eager)")
+    calibration: Path | None = option(None, metavar="PATH", help="a video or a folder of images whose frames "
+                                      "calibrate int8", default_text="the input video, else a synthetic pattern; "
+                                      "tune: the bundled clip")
+
+    def check(self) -> None:
+        if not valid_device(self.device):
+            raise self.fail("device", f"expected {DEVICE_HELP}; got {self.device!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuneOptions(Options):
+    """``cyclestream tune``: what ``--backend auto`` measures on a job's first run, ahead of time."""
+
+    run: RunOptions = option(default_factory=RunOptions, help="the job to tune for",
+                             fields=("device", "precision", "batch_size", "size", "kernels", "calibration"))
+    budget: float = option(120.0, above=0, metavar="SECONDS",
+                           help="time for the measurements in all (an export or compilation under way is finished)")
+    progress: bool = option(True, flag="", help="a progress line on stderr")
+
+
+def run_precision(options: RunOptions) -> PrecisionChoice:
+    """The precision the chosen backend is prepared with: ``auto`` stays ``auto`` only for a tuning
+    ``--backend auto``; everywhere else it is fp32."""
+    if options.precision == "auto" and not (options.backend == "auto" and options.tune):
+        return "fp32"
+    return options.precision
+
+
+def prepare_backend(
+    model: LoadedModel, options: RunOptions, height: int, width: int, *, calibration: Path | None = None
+) -> Backend:
+    """The backend of ``options``, prepared for ``height`` x ``width`` frames.  ``calibration``: the job's
+    input, whose first frames calibrate int8 when ``options.calibration`` names none (else a synthetic pattern)."""
+    from cyclestream.engine.backends import FrameShape, create_backend
+    from cyclestream.engine.backends.auto import AutoBackend
+    from cyclestream.engine.backends.fit import check_frame_fits
+    from cyclestream.engine.backends.quantize import Calibrated, Calibration
+    from cyclestream.engine.machine import reduced_precision_warning
+    from cyclestream.engine.options import resolve_device
+
+    device = resolve_device(options.device)
+    precision = run_precision(options)
+    check_frame_fits(model.spec, options.batch_size, height, width,
+                     precision="fp32" if precision == "auto" else precision,
+                     device=device)
+    if (warning := reduced_precision_warning(precision, device)) is not None:
+        log.warning("%s", warning)
+    backend = create_backend(options.backend, device, options.kernels)
+    if isinstance(backend, Calibrated):
+        backend.calibration = Calibration(options.calibration or calibration)
+    if isinstance(backend, AutoBackend):
+        backend.tune = options.tune
+    backend.prepare(model, FrameShape(options.batch_size, height, width), precision)  # type: ignore[arg-type]
     log.info("backend: %s", backend.describe())
     return backend

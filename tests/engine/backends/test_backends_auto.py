@@ -38,6 +38,23 @@ def test_plan_on_the_cpu() -> None:
     assert plan("cpu", "fp16", every) == ["eager"]  # eager says why fp16 on a CPU is refused
 
 
+def test_plan_for_int8_uses_the_backends_of_the_quantised_graph() -> None:
+    assert plan("cpu", "int8", have("openvino", "onnxruntime")) == ["openvino", "onnxruntime"]
+    assert plan("cpu", "int8", have("onnxruntime")) == ["onnxruntime"]
+    assert plan("cpu", "int8", have("openvino")) == []  # the quantiser is ONNX Runtime's
+    assert plan("cpu", "auto", have("openvino", "onnxruntime")) == ["eager"]  # auto without measuring: fp32
+
+
+def test_int8_without_the_quantiser_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cyclestream.engine.backends.auto as auto
+
+    monkeypatch.setattr(auto, "plan", lambda *args, **kwargs: [])  # what plan says without ONNX Runtime
+    backend = AutoBackend("cpu")
+    backend.tune = False
+    with pytest.raises(BackendError, match=r"int8 needs ONNX Runtime \(pip install 'cyclestream\[onnx\]'\)"):
+        backend.prepare(random_model(TINY), FrameShape(1, 16, 16), "int8")
+
+
 class Broken(Backend):
     name = "broken"
 
