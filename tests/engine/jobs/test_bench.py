@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from cyclestream.cli import build_parser, main
@@ -213,3 +214,29 @@ def test_an_output_that_cannot_be_written_fails_before_the_work(
     monkeypatch.setattr(bench, "bench_model_file", never)
     assert main(["-q", "bench", "model", "--quick", "--json", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"cyclestream: error: --json: cannot write {tmp_path}: it is a folder"
+
+
+def test_peaks_skip_emulated_bf16_stop_at_their_budget_and_are_kept_per_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """distill's evaluation and bench measure the machine's peaks: bf16 only where the CPU has it (an
+    emulated bf16 matmul took minutes), each measurement cut at the budget, and once per machine."""
+    from cyclestream.engine import machine
+    from cyclestream.engine.jobs import roofline
+
+    monkeypatch.setenv("CYCLESTREAM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(machine, "cpu_has_bf16", lambda: False)
+    dtypes: list[torch.dtype] = []
+    real_matmul, real_conv = roofline._matmul_gflops, roofline._conv_gflops
+    monkeypatch.setattr(roofline, "_matmul_gflops", lambda dtype, *a: dtypes.append(dtype) or real_matmul(dtype, *a))
+    monkeypatch.setattr(roofline, "_conv_gflops", lambda dtype, *a: dtypes.append(dtype) or real_conv(dtype, *a))
+    peaks = roofline.measure_peaks(n=512, copy_mb=8, budget=0.5)
+    assert torch.bfloat16 not in dtypes and peaks.bf16_gflops == peaks.fp32_gflops > 0
+    calls = []
+    assert roofline._best_seconds(lambda: calls.append(1), repeats=5, deadline=0.0) >= 0 and len(calls) == 1
+
+    def never(*_: object, **__: object) -> float:
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(roofline, "_best_seconds", never)
+    assert roofline.measure_peaks(n=512, copy_mb=8) == peaks  # read back, nothing measured
