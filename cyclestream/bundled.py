@@ -9,3 +9,4 @@ ASSETS = Path(str(files("cyclestream") / "assets"))
 DEFAULT_MODEL = ASSETS / "default_model.safetensors"
 STUDENT_MODEL = ASSETS / "student_model.safetensors"  # distilled from DEFAULT_MODEL: cyclestream distill
 DEMO_CLIP = ASSETS / "demo.mp4"
+SERVE_PAGE = ASSETS / "serve" / "index.html"  # the page `cyclestream serve` serves at /

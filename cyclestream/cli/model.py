@@ -7,6 +7,7 @@ import json
 import logging
 from typing import Any
 
+from cyclestream.bundled import DEMO_CLIP
 from cyclestream.cli.flags import add_options, from_args
 from cyclestream.cli.options import add_model_argument
 
@@ -76,7 +77,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     from cyclestream.engine.jobs.compile import compile_model
     from cyclestream.engine.jobs.options import CompileOptions
 
-    report = compile_model(args.model, from_args(CompileOptions, args))
+    report = compile_model(args.model, from_args(CompileOptions, args, check_clip=DEMO_CLIP))
     print(f"wrote {report.path} ({report.target}, {report.seconds:.1f} s)")
     for line in report.details:
         print(f"  {line}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cyclestream.bundled import SERVE_PAGE
 from cyclestream.cli.flags import add_options, from_args
 from cyclestream.cli.options import add_model_argument
 
@@ -27,7 +28,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from cyclestream.engine.jobs.serve import run_serve
     from cyclestream.engine.serve.options import ServeOptions
 
-    run_serve(from_args(ServeOptions, args, model=args.model))
+    run_serve(from_args(ServeOptions, args, model=args.model, page=SERVE_PAGE))
     return 0
 
 

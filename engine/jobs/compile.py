@@ -63,9 +63,9 @@ def compile_model(model_path: str | Path, options: CompileOptions) -> CompileRep
     return CompileReport(options.target, out, time.perf_counter() - t0, details)
 
 
-def _check_input(model: LoadedModel, profile: ShapeProfile) -> torch.Tensor:
+def _check_input(model: LoadedModel, profile: ShapeProfile, clip: Path | None) -> torch.Tensor:
     """One real-ish frame at the profile's opt size (padded), for checking against eager fp32."""
-    return model_input(model, sample_frames(1, profile.opt[2], profile.opt[3]))
+    return model_input(model, sample_frames(1, profile.opt[2], profile.opt[3], clip=clip))
 
 
 def _onnx(model: LoadedModel, out: Path, options: CompileOptions, profile: ShapeProfile, cache_dir: Path) -> list[str]:
@@ -80,7 +80,7 @@ def _onnx(model: LoadedModel, out: Path, options: CompileOptions, profile: Shape
     ]
     from cyclestream.engine.backends.onnxruntime import make_session
 
-    x = _check_input(model, profile)
+    x = _check_input(model, profile, options.check_clip)
     feed = x.half() if options.precision == "fp16" else x
     (y,) = make_session(out).run(None, {"input": feed.numpy()})
     error = relative_l2(torch.from_numpy(y).float(), eager_output(model, x))
@@ -112,7 +112,7 @@ def _openvino(
     ov.save_model(ir, str(out), compress_to_fp16=options.precision == "fp16")
     hint = {"fp32": "f32", "fp16": "f32", "bf16": "bf16"}[options.precision]
     compiled = core.compile_model(core.read_model(str(out)), "CPU", {"INFERENCE_PRECISION_HINT": hint})
-    x = _check_input(model, profile)
+    x = _check_input(model, profile, options.check_clip)
     y = torch.from_numpy(compiled({0: x.numpy()})[0])
     error = relative_l2(y, eager_output(model, x))
     weights = "fp16" if options.precision == "fp16" else "fp32"

@@ -118,3 +118,5 @@ class CompileOptions(Options):
     device: str = option("cuda", help="GPU for --target tensorrt")
     exporter: ExporterName = option("auto", help="ONNX exporter (auto: dynamo, then TorchScript if it fails)")
     cache_dir: Path | None = option(None, flag="", help="export cache folder (default: the user's cache)")
+    check_clip: Path | None = option(None, flag="", help="a clip whose frame the result is checked on (the "
+                                     "command line passes the bundled demo clip; None: a synthetic frame)")

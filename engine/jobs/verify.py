@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from cyclestream.bundled import DEMO_CLIP
 from cyclestream.engine.backends.base import Backend
 from cyclestream.engine.backends.tensors import to_model_input
 from cyclestream.engine.checkpoint import LoadedModel
@@ -53,11 +52,14 @@ def random_model(spec: GeneratorSpec | None = None, seed: int = 0) -> LoadedMode
     return LoadedModel(generator, spec, Path(f"<random {spec.official_name} seed {seed}>"), "cyclestream")
 
 
-def sample_frames(n: int, height: int, width: int) -> torch.Tensor:
-    """uint8 (n, height, width, 3) real-ish frames: the bundled demo clip, else a synthetic pattern."""
+def sample_frames(n: int, height: int, width: int, *, clip: Path | None = None) -> torch.Tensor:
+    """uint8 (n, height, width, 3) real-ish frames: frames of ``clip`` (the command line passes the bundled
+    demo clip), else a synthetic pattern."""
     frames: list[np.ndarray] = []
     try:
-        source = VideoFileSource(DEMO_CLIP, size=(width, height), audio=False)
+        if clip is None:
+            raise FileNotFoundError("no clip given")
+        source = VideoFileSource(clip, size=(width, height), audio=False)
         try:
             for frame in source.frames():
                 if frame.index % 7 == 3:

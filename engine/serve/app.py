@@ -26,9 +26,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import hdrs, web
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
-from cyclestream.bundled import ASSETS
 from cyclestream.engine.backends.shared import SharedBackend
-from cyclestream.engine.errors import first_line
+from cyclestream.engine.errors import CycleStreamError, first_line
 from cyclestream.engine.serve.client import Client
 from cyclestream.engine.serve.connections import ConnectionGuard
 from cyclestream.engine.serve.offer import NO_VIDEO, BadOffer, read_offer
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cyclestream")
 
-PAGE = ASSETS / "serve" / "index.html"
 PUBLIC = "/"  # the page: the one route without the token (the page reads it from its own address)
 CSP = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
@@ -99,7 +97,9 @@ class ServeApp:
         self._answering = 0  # offers accepted but not answered yet: they hold a place too
         self._closing = False
         self._numbers = itertools.count(1)
-        self._page = PAGE.read_bytes()
+        if options.page is None:
+            raise CycleStreamError("serve needs its page: ServeOptions.page (the command line passes the bundled one)")
+        self._page = options.page.read_bytes()
         self.connections = ConnectionGuard(options.http)
         self.app = web.Application(client_max_size=options.http.max_body,
                                    middlewares=[self.connections.middleware, _headers, _errors, self._access])

@@ -36,6 +36,8 @@ class ServeOptions(Options):
     """``serve``: the page, its signalling and the shared model."""
 
     model: Path | None = option(None, flag="", help="generator file")
+    page: Path | None = option(None, flag="", help="the HTML page served at / (the command line passes the "
+                               "bundled one)")
     host: str = option("127.0.0.1", help="address to listen on (127.0.0.1: this machine only; 0.0.0.0: every "
                        "interface, with a warning)")
     port: int = option(8080, min=0, max=65535, help="port (0: any free port)")

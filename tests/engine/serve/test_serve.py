@@ -26,12 +26,13 @@ import pytest
 pytest.importorskip("aiortc", reason="serve needs aiortc: pip install 'cyclestream[serve]'")
 pytest.importorskip("aiohttp", reason="serve needs aiohttp: pip install 'cyclestream[serve]'")
 
+from cyclestream.bundled import SERVE_PAGE as PAGE
 from cyclestream.bundled import STUDENT_MODEL
 from cyclestream.cli import main
 from cyclestream.engine.backends.options import RunOptions
 from cyclestream.engine.jobs.bench_options import ServeBenchOptions
 from cyclestream.engine.jobs.serve import ServeOptions, run_serve
-from cyclestream.engine.serve.app import PAGE, ServeApp
+from cyclestream.engine.serve.app import ServeApp
 from cyclestream.engine.serve.probe import Refused, analyse, connect, expected_outputs, known_frames, probe
 
 SIZE = (160, 120)
@@ -61,7 +62,7 @@ class Served:
 @contextlib.contextmanager
 def serving(model: Path, **options: Any) -> Iterator[Served]:
     """A server in this process (its asyncio loop on a thread of its own), on a free port."""
-    opts = ServeOptions(model=model, port=0, run=RunOptions(backend="eager", size=SIZE), **options)
+    opts = ServeOptions(model=model, page=PAGE, port=0, run=RunOptions(backend="eager", size=SIZE), **options)
     stop = threading.Event()
     ready: list[Served] = []
     failed: list[BaseException] = []
