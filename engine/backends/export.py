@@ -287,7 +287,18 @@ def open_cached_onnx(
     """``open_graph`` (a session, a compiled model) on the model's cached ONNX graph.  A cached graph that
     fails to open (with a ``damaged`` exception) is removed with a warning and exported again, once: a
     damaged entry never fails every later run; a graph that fails just after its export is a real error."""
-    path, fresh = _cached_onnx(model, precision, cache_dir, digest)
+    return open_or_remake(lambda: _cached_onnx(model, precision, cache_dir, digest), open_graph, damaged)
+
+
+def open_or_remake(
+    entry: Callable[[], tuple[Path, bool]],
+    open_graph: Callable[[Path], T],
+    damaged: type[Exception] | tuple[type[Exception], ...] = Exception,
+) -> T:
+    """``open_graph`` on a cache entry (``entry()``: its path, made anew or not).  A cached entry that fails to
+    open with a ``damaged`` exception is removed with a warning and made again, once; one that fails just
+    after it was made is a real error."""
+    path, fresh = entry()
     try:
         return open_graph(path)
     except damaged as e:
@@ -295,7 +306,7 @@ def open_cached_onnx(
             raise
         with entry_lock(path):
             discard_entry(path, f"could not be opened ({first_line(e)})")
-    return open_graph(_cached_onnx(model, precision, cache_dir, digest)[0])
+    return open_graph(entry()[0])
 
 
 def cached_plugin_onnx(

@@ -39,7 +39,6 @@ from cyclestream.engine.backends.base import FrameShape
 from cyclestream.engine.backends.cache import (
     checked_entry,
     default_cache_dir,
-    discard_entry,
     entry_lock,
     key_digest,
     model_digest,
@@ -47,9 +46,10 @@ from cyclestream.engine.backends.cache import (
     package_version,
     store_entry,
 )
+from cyclestream.engine.backends.export import open_or_remake
 from cyclestream.engine.backends.tensors import to_model_input
 from cyclestream.engine.checkpoint import LoadedModel
-from cyclestream.engine.errors import BackendError, MediaError, first_line
+from cyclestream.engine.errors import BackendError, MediaError
 from cyclestream.engine.machine import int8_saturates
 
 log = logging.getLogger("cyclestream")
@@ -275,15 +275,7 @@ def open_int8(
     cache_dir = cache_dir or default_cache_dir()
     calibration = calibration or Calibration()
     digest = model_digest(model)
-    path, fresh = _int8_graph(model, calibration, shape, cache_dir, digest)
-    try:
-        return open_graph(path)
-    except damaged as e:
-        if fresh:
-            raise
-        with entry_lock(path):
-            discard_entry(path, f"could not be opened ({first_line(e)})")
-    return open_graph(_int8_graph(model, calibration, shape, cache_dir, digest)[0])
+    return open_or_remake(lambda: _int8_graph(model, calibration, shape, cache_dir, digest), open_graph, damaged)
 
 
 class Calibrated:
