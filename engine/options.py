@@ -53,6 +53,11 @@ def option(default: Any = dataclasses.MISSING, *, help: str,
                              metadata={_KEY: Spec(help=help, **spec)})
 
 
+def progress_option() -> Any:
+    """The ``progress`` field every job has: bars or lines on stderr (the command line turns it off with -q)."""
+    return option(True, flag="", help="progress bars on stderr")
+
+
 def spec_of(f: dataclasses.Field[Any]) -> Spec | None:
     return f.metadata.get(_KEY)
 
@@ -290,10 +295,6 @@ def comma_list(item: Callable[[str], Any] = str) -> Callable[[str], tuple[Any, .
         return tuple(values)
 
     return parse
-
-
-def format_size(size: tuple[int, int]) -> str:
-    return f"{size[0]}x{size[1]}"
 
 
 def resolve_device(device: str, *, cuda_available: Callable[[], bool] | None = None) -> str:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from cyclestream.engine.backends.options import RunOptions
 from cyclestream.engine.jobs.options import RUN_HELP
-from cyclestream.engine.options import Options, option
+from cyclestream.engine.options import Options, option, progress_option
 
 Direction = Literal["AtoB", "BtoA"]
 
@@ -21,4 +21,4 @@ class EvaluateOptions(Options):
     limit: int | None = option(None, min=1, default_text="all", help="score only the first N pairs (by name)")
     grid: Path | None = option(None, flag="", help="where to write the comparison grid (None: no grid)")
     grid_examples: int = option(8, min=1, flag="--examples", metavar="N", help="pairs shown in the grid")
-    progress: bool = option(True, flag="", help="progress bars")
+    progress: bool = progress_option()

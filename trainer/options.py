@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cyclestream.engine.errors import CycleStreamError
-from cyclestream.engine.options import DEVICE_HELP, Options, option, valid_device
+from cyclestream.engine.options import DEVICE_HELP, Options, option, progress_option, valid_device
 from cyclestream.trainer.distill_options import DistillOptions
 from cyclestream.trainer.tasks import GanMode, Norm, TaskDefaults, declarations, task_names
 
@@ -115,7 +115,7 @@ class TrainRunOptions(Options):
                                    "images, an effective batch of N × --batch-size and N× fewer steps per epoch at "
                                    "the same --lr; official splits --batch-size across the processes (it must "
                                    "divide), so the effective batch and the steps per epoch are those of one process")
-    progress: bool = option(True, flag="", help="progress bars")
+    progress: bool = progress_option()
     samples: int = option(4, min=0, help="images in each epoch's sample grid")
 
 

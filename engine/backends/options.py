@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from cyclestream.engine.backends import BACKEND_NAMES, backends_help
-from cyclestream.engine.options import DEVICE_HELP, Options, option, parse_size, valid_device
+from cyclestream.engine.options import DEVICE_HELP, Options, option, parse_size, progress_option, valid_device
 
 if TYPE_CHECKING:
     from cyclestream.engine.backends.base import Backend
@@ -67,7 +67,7 @@ class TuneOptions(Options):
                              fields=("device", "precision", "batch_size", "size", "kernels", "calibration"))
     budget: float = option(120.0, above=0, metavar="SECONDS",
                            help="time for the measurements in all (an export or compilation under way is finished)")
-    progress: bool = option(True, flag="", help="a progress line on stderr")
+    progress: bool = progress_option()
 
 
 def run_precision(options: RunOptions) -> PrecisionChoice:

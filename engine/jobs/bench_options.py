@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 from cyclestream.engine.backends.options import Precision, RunOptions
 from cyclestream.engine.jobs.options import RUN_HELP, StreamOptions
 from cyclestream.engine.media.encode_options import EncodeOptions
-from cyclestream.engine.options import DEVICE_HELP, OptionError, Options, comma_list, option, parse_size, valid_device
+from cyclestream.engine.options import (
+    DEVICE_HELP,
+    OptionError,
+    Options,
+    comma_list,
+    option,
+    parse_size,
+    progress_option,
+    valid_device,
+)
 from cyclestream.engine.temporal import METHODS
 
 NAMED_SIZES = {"720p": (1280, 720), "1080p": (1920, 1080), "480p": (854, 480), "4k": (3840, 2160)}
@@ -29,10 +37,6 @@ def parse_bench_size(text: str) -> tuple[int, int]:
     elif "x" not in text:
         raise OptionError(f"expected a side such as 256, {', '.join(NAMED_SIZES)} or WIDTHxHEIGHT, got {text!r}")
     return parse_size(text)
-
-
-def progress_option() -> Any:
-    return option(True, flag="", help="progress bars on stderr")
 
 
 def check_not_empty(options: Options, *names: str) -> None:

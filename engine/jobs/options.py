@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from cyclestream.engine.backends.options import RunOptions
 from cyclestream.engine.media.encode_options import EncodeOptions
-from cyclestream.engine.options import Options, option
+from cyclestream.engine.options import Options, option, progress_option
 from cyclestream.engine.temporal import METHODS
 
 TEMPORAL_HELP = ("steady video: on (= blend: a motion-aware running average where the input is still, reset at "
@@ -30,7 +30,7 @@ class TranslateOptions(Options):
     encode: EncodeOptions = option(default_factory=EncodeOptions, help=ENCODE_HELP)
     preview: Path | bool = option(True, default_text="OUTPUT.preview.png",  # True: beside the output; False: none
                                   help="side-by-side PNG of a few frames")
-    progress: bool = option(True, flag="", help="progress bars on stderr")
+    progress: bool = progress_option()
     temporal: str = temporal_option()
 
 
@@ -68,7 +68,7 @@ class BatchOptions(Options):
     retries: int = option(3, min=0, help="times a worker that dies is restarted and its item retried")
     container: str | None = option(None, metavar="EXT", help="write videos as EXT (mkv, mp4, ...) instead of the "
                                    "input's")
-    progress: bool = option(True, flag="", help="a progress bar on stderr")
+    progress: bool = progress_option()
 
     def check(self) -> None:
         if self.ray is None and (self.workers or self.gpus_per_worker):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cyclestream.engine.options import Options, option, parse_size
+from cyclestream.engine.options import Options, option, parse_size, progress_option
 from cyclestream.trainer.datasets import DatasetError
 
 STYLE_NAMES = ("twemoji", "noto", "openmoji")  # the emoji styles (trainer/datasets/emoji.py draws them)
@@ -34,7 +34,7 @@ class EmojiDatasetOptions(Options):
     limit: int | None = option(None, default_text="all", help="use at most N emoji, at least 2 (small datasets "
                                "for tests)")
     overwrite: bool = option(False, help="replace --out if it exists")
-    progress: bool = option(True, flag="", help="progress bars")
+    progress: bool = progress_option()
 
     def check(self) -> None:  # DatasetErrors naming the flag: what `data emoji` has always said
         check_style(self.source)
