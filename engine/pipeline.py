@@ -27,6 +27,11 @@ from cyclestream.engine.media.frame import TranslatedFrame, VideoFrame
 from cyclestream.engine.stats import PipelineStats
 
 
+def frame_seconds(frame: VideoFrame) -> float | None:
+    """The frame's time in seconds (its pts in its time base), None without a timestamp."""
+    return None if frame.pts is None else float(frame.pts * frame.time_base)
+
+
 @dataclass(frozen=True)
 class Policy:
     name: str
@@ -110,6 +115,7 @@ class Pipeline:
                 return
             t0 = time.perf_counter()
             images = torch.from_numpy(np.stack([f.image for f in batch]))
+            self.backend.frame_times = [frame_seconds(f) for f in batch]  # for a conditioning path (--z-walk)
             outputs = self.backend.run(images).numpy()
             timer.add(time.perf_counter() - t0, len(batch))
             for frame, image in zip(batch, outputs, strict=True):

@@ -113,7 +113,7 @@ class CycleGANTask(Task):
         self.update("D")
 
         values = (loss_d_a, loss_g_a, loss_cycle_a, loss_idt_a, loss_d_b, loss_g_b, loss_cycle_b, loss_idt_b)
-        return {k: float(v.detach()) for k, v in zip(LOSSES, values, strict=True)}
+        return {k: v.detach() for k, v in zip(LOSSES, values, strict=True)}
 
     def sample_grid(self, count: int) -> np.ndarray:
         """Rows ``real A | fake B | rec A`` for each sample, then ``real B | fake A | rec B``."""

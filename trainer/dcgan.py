@@ -65,7 +65,7 @@ class DCGANTask(Task):
         self.backward("G", loss_g)
         self.update("G")
         set_requires_grad([plain_d], True)
-        return {"D_real": float(loss_real.detach()), "D_fake": float(loss_fake.detach()), "G": float(loss_g.detach())}
+        return {"D_real": loss_real.detach(), "D_fake": loss_fake.detach(), "G": loss_g.detach()}
 
     def sample_grid(self, count: int) -> np.ndarray:
         """An 8×8 grid of images from the same 64 noise vectors every epoch."""

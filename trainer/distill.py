@@ -183,7 +183,7 @@ class DistillTask(Task):
         self.backward("D", loss_d)
         self.update("D")
         values = (loss_recon, loss_feat, loss_gan, loss_d)
-        return {k: float(v.detach()) for k, v in zip(LOSSES, values, strict=True)}
+        return {k: v.detach() for k, v in zip(LOSSES, values, strict=True)}
 
     def sample_grid(self, count: int) -> np.ndarray:
         """Rows ``input | teacher | student``."""

@@ -55,6 +55,7 @@ from cyclestream.trainer.options import (
     plan_batches,
 )
 from cyclestream.trainer.plot import write_loss_curves
+from cyclestream.trainer.speed import bf16_warning, plan_speed
 from cyclestream.trainer.state import (
     STATE_FILE,
     Position,
@@ -76,12 +77,16 @@ OPTIONS_FILE = "options.json"
 
 @dataclass
 class TrainResult:
-    """Where a run stands when ``train`` returns."""
+    """Where a run stands when ``train`` returns: its position, its model files, the mode its step ran in
+    (``Speed.name``), and this process's peak resident memory (MiB; with CUDA also the peak allocated)."""
 
     run_dir: Path
     position: Position
     finished: bool
     files: list[Path] = field(default_factory=list)
+    speed: str = ""
+    peak_rss_mb: float = 0.0
+    peak_cuda_mb: float = 0.0
 
 
 def build_task(options: TrainOptions, runtime: Runtime) -> Task:
@@ -95,6 +100,32 @@ def with_device(options: TrainOptions) -> TrainOptions:
     if device == options.run.device:
         return options
     return replace(options, run=replace(options.run, device=device))
+
+
+def with_speed(options: TrainOptions, device: torch.device) -> tuple[TrainOptions, str]:
+    """``options`` with ``--precision/--compile/--channels-last auto`` replaced by what trainer/speed.py picks
+    here, and the line saying how."""
+    speed, why = plan_speed(options, device)
+    run = replace(options.run, precision=speed.precision, compile="on" if speed.compile else "off",
+                  channels_last="on" if speed.channels_last else "off")
+    return replace(options, run=run), why
+
+
+def loader_workers(options: TrainOptions, device: torch.device) -> int:
+    """--workers, or by default: none on the CPU (the step uses every core, and a crop decodes in
+    milliseconds against a step of seconds), up to 4 on CUDA (decoding ahead of the GPU's step)."""
+    if options.data.workers is not None:
+        return options.data.workers
+    return min(4, max(1, (os.cpu_count() or 2) - 1)) if device.type == "cuda" else 0
+
+
+def peak_memory() -> tuple[float, float]:
+    """This process's peak resident memory and peak CUDA allocation so far, in MiB."""
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() and torch.cuda.is_initialized() else 0
+    return round(rss, 1), round(cuda, 1)
 
 
 def seed_everything(seed: int) -> None:
@@ -375,11 +406,16 @@ def _run(options: TrainOptions, on_iteration: Callable[[int], None] | None, fini
         per_process_batch(int(options.optim.batch_size or 1), runtime.world_size, options.run.ddp_recipe)
         if options.run.threads:
             torch.set_num_threads(options.run.threads)
+        options, why = with_speed(options, runtime.device)
         if runtime.is_main:
             log.info("training on %s%s", describe_device(runtime.device, runtime.world_size),
                      ", deterministic algorithms only" if options.run.deterministic else "")
         seed_everything(options.run.seed)  # the same initial weights on every rank
         task = build_task(options, runtime)
+        if runtime.is_main:
+            log.info("step: %s (%s)", task.speed.name, why)
+            if warning := bf16_warning(task.speed, runtime.device):
+                log.warning("%s", warning)
         if options.run.deterministic and runtime.device.type == "cuda":
             for net in task.nets.values():
                 use_deterministic_padding(net)
@@ -401,12 +437,47 @@ def _run(options: TrainOptions, on_iteration: Callable[[int], None] | None, fini
         with StopRequest().catching(finish_on_interrupt and not runtime.distributed) as stop:
             finished = _iterate(task, options, runtime, position, checkpointer, runlog, on_iteration, stop)
         files = checkpointer.files or sorted(options.run.out.glob("*.safetensors"))
-        return TrainResult(options.run.out, position, finished, files)
+        rss, cuda = peak_memory()
+        return TrainResult(options.run.out, position, finished, files, task.speed.name, rss, cuda)
     finally:
         if runlog is not None:
             runlog.close()
         if created_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+class PendingLosses:
+    """The iterations since the losses were last read back: their log entries wait here with the losses as
+    device tensors, and :meth:`flush` reads them all in one transfer (the only time the step waits for the
+    device), writes one log line per iteration and updates the progress bar.  ``seconds`` of each line is
+    the wall time of its chunk divided by its iterations."""
+
+    def __init__(self, runlog: RunLog | None, bar: Any, show: bool) -> None:
+        self.runlog, self.bar, self.show = runlog, bar, show
+        self.entries: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        self.since = time.perf_counter()
+
+    def add(self, entry: dict[str, Any], losses: dict[str, Any]) -> None:
+        self.entries.append((entry, losses))
+
+    def flush(self) -> None:
+        if not self.entries:
+            return
+        names = [list(losses) for _, losses in self.entries]
+        tensors = [v.detach().float().reshape(()) for _, losses in self.entries for v in losses.values()
+                   if isinstance(v, torch.Tensor)]
+        read = iter(torch.stack(tensors).cpu().tolist() if tensors else [])
+        seconds = (time.perf_counter() - self.since) / len(self.entries)
+        last: dict[str, float] = {}
+        for (entry, losses), keys in zip(self.entries, names, strict=True):
+            last = {k: next(read) if isinstance(losses[k], torch.Tensor) else float(losses[k]) for k in keys}
+            if self.runlog is not None:
+                self.runlog.write({**entry, **last, "seconds": seconds})
+        if self.show:
+            self.bar.set_postfix_str(" ".join(f"{k}={v:.3f}" for k, v in last.items()), refresh=False)
+        self.bar.update(len(self.entries))
+        self.entries.clear()
+        self.since = time.perf_counter()
 
 
 def _iterate(task: Task, options: TrainOptions, runtime: Runtime, position: Position, checkpointer: Checkpointer,
@@ -421,37 +492,40 @@ def _iterate(task: Task, options: TrainOptions, runtime: Runtime, position: Posi
         log.info("%s", plan.describe())
     sampler = ResumableSampler(task.dataset, runtime.world_size, runtime.rank, run.seed)
     show = runtime.is_main and run.progress
+    first = position.iteration + 1  # read back alone: it holds the compile and warm-up
+    workers = loader_workers(options, task.device)
     while position.epoch < total:
         epoch = position.epoch
         sampler.set_epoch(epoch)
         sampler.set_start(position.epoch_iter * batch_size)
         per_epoch = math.ceil(sampler.num_samples / batch_size)
-        loader = DataLoader(task.dataset, batch_size=batch_size, sampler=sampler, num_workers=options.data.workers,
+        loader = DataLoader(task.dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                             generator=torch.Generator().manual_seed(run.seed + epoch),
-                            pin_memory=task.device.type == "cuda")
+                            pin_memory=task.device.type == "cuda", persistent_workers=False)
         bar = tqdm(total=per_epoch, initial=position.epoch_iter, desc=f"epoch {epoch + 1}/{total}", unit="it",
                    disable=not show, dynamic_ncols=True, leave=False)
+        pending = PendingLosses(runlog, bar, show)
+        epoch_started, epoch_done = time.perf_counter(), 0
         try:
             for batch in loader:
-                started = time.perf_counter()
                 losses = task.step(batch)
-                seconds = time.perf_counter() - started
                 position.epoch_iter += 1
                 position.iteration += 1
-                if runlog is not None:
-                    runlog.write({"iteration": position.iteration, "epoch": epoch + 1,
-                                  "epoch_iter": position.epoch_iter, "lr": task.lr, **losses, "seconds": seconds})
-                bar.update(1)
-                if show:
-                    bar.set_postfix_str(" ".join(f"{k}={v:.3f}" for k, v in losses.items()), refresh=False)
+                epoch_done += 1
+                pending.add({"iteration": position.iteration, "epoch": epoch + 1, "epoch_iter": position.epoch_iter,
+                             "lr": task.lr}, losses)
                 last = (run.max_iters and position.iteration >= run.max_iters) or (stop is not None and stop.requested)
-                if last or (run.save_every_iters and position.iteration % run.save_every_iters == 0
-                            and position.epoch_iter < per_epoch):
+                save = last or (run.save_every_iters and position.iteration % run.save_every_iters == 0
+                                and position.epoch_iter < per_epoch)
+                if save or position.iteration == first or position.iteration % run.log_every == 0:
+                    pending.flush()
+                if save:
                     checkpointer.save(position)
                 if on_iteration is not None:
                     on_iteration(position.iteration)
                 if last:
                     return False
+            pending.flush()
         finally:
             bar.close()
         task.end_epoch()
@@ -459,5 +533,8 @@ def _iterate(task: Task, options: TrainOptions, runtime: Runtime, position: Posi
         checkpointer.save(position)
         if runtime.is_main:
             _epoch_outputs(task, options, epoch + 1)
-            log.info("epoch %d/%d done (iteration %d, lr %.2e)", epoch + 1, total, position.iteration, task.lr)
+            rss, cuda = peak_memory()
+            per_it = (time.perf_counter() - epoch_started) / max(1, epoch_done)
+            log.info("epoch %d/%d done (iteration %d, lr %.2e, %.2f s/iteration, peak RSS %.0f MiB%s)", epoch + 1,
+                     total, position.iteration, task.lr, per_it, rss, f", peak CUDA {cuda:.0f} MiB" if cuda else "")
     return True

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from cyclestream.engine.errors import CycleStreamError
 from cyclestream.engine.options import DEVICE_HELP, Options, option, progress_option, valid_device
 from cyclestream.trainer.distill_options import DistillOptions
+from cyclestream.trainer.speed import Switch, TrainPrecision
 from cyclestream.trainer.tasks import GanMode, Norm, TaskDefaults, declarations, task_names
 
 
@@ -42,7 +43,8 @@ class DataOptions(Options):
                                    "given, in the recipe's ratio to it")
     crop_size: int | None = option(None, min=4, help="then take a random crop of this size")
     flip: bool = option(True, help="random horizontal flips")
-    workers: int = option(0, min=0, help="data loader processes")
+    workers: int | None = option(None, min=0, default_text="0 on the CPU, up to 4 on CUDA",
+                                 help="data loader processes decoding and cropping ahead of the step")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +67,31 @@ class ModelOptions(Options):
     pool_size: int | None = option(None, min=0, help="image pool: earlier fakes the discriminator sees again")
     nz: int = option(100, min=1, help="dcgan noise size")
     init_gain: float = option(0.02, above=0, help="std of the N(0, σ) initial weights")
+    style: Path | None = option(None, help="style: the style image (used at its own size)")
+    vgg: Path | None = option(None, help="style: torchvision VGG16/VGG19 ImageNet state dict for the perceptual "
+                              "loss (https://download.pytorch.org/models/vgg16-397923af.pth)")
+    content_weight: float = option(1e5, min=0, help="style: content loss weight (relu2_2)")
+    style_weight: float = option(1e10, min=0, help="style: style loss weight (Gram matrices at relu1_2, relu2_2, "
+                                 "relu3_3, relu4_3)")
+    tv_weight: float = option(0.0, min=0, help="style: total variation weight (mean absolute neighbour differences)")
+    lambda_gan: float = option(1.0, min=0, help="cut/fastcut: GAN loss weight")
+    lambda_nce: float | None = option(None, min=0, default_text="the recipe's (trainer/cut_options.py)",
+                                      help="cut/fastcut: PatchNCE loss weight")
+    nce_idt: bool | None = option(None, default_text="the recipe's (trainer/cut_options.py)",
+                                  help="cut/fastcut: identity PatchNCE on domain B images through the generator")
+    flip_equivariance: bool | None = option(None, default_text="the recipe's (trainer/cut_options.py)",
+                                            help="cut/fastcut: flip the input at random, PatchNCE on the flipped back "
+                                            "features")
+    nce_layers: str = option("0,4,8,12,16", help="cut/fastcut: generator layers (model.N) PatchNCE compares")
+    num_patches: int = option(256, min=1, help="cut/fastcut: patches sampled per layer")
+    nce_t: float = option(0.07, above=0, help="cut/fastcut: PatchNCE temperature")
+    netf_nc: int = option(256, min=1, help="cut/fastcut: width of the MLP feature heads")
+    antialias: bool = option(True, help="cut/fastcut: anti-aliased down- and upsampling (off: stride-2 convolutions "
+                             "and transposed ones, the reference's --no_antialias --no_antialias_up)")
+    lambda_cls: float = option(1.0, min=0, help="stargan: domain classification loss weight")
+    lambda_rec: float = option(10.0, min=0, help="stargan: reconstruction loss weight")
+    lambda_gp: float = option(10.0, min=0, help="stargan: WGAN-GP gradient penalty weight")
+    n_critic: int = option(5, min=1, help="stargan: discriminator updates per generator update")
 
     def check(self) -> None:
         if self.model not in task_names():
@@ -109,7 +136,15 @@ class TrainRunOptions(Options):
     deterministic: bool = option(False, help="deterministic algorithms only (cuDNN, cuBLAS workspace): on CUDA a "
                                  "resumed run is then bit for bit the uninterrupted one, on the same GPU model, "
                                  "driver and torch (CPU runs always are)")
-    amp: Literal["none", "bf16", "fp16"] = option("none", help="mixed precision (CUDA only)")
+    precision: TrainPrecision = option("auto", help="arithmetic of the step: fp32 (the official code's), bf16 autocast "
+                                       "(CPUs with AVX-512-BF16/AMX, GPUs), fp16 autocast with a gradient scaler "
+                                       "(CUDA); auto: measured or known to pay here (trainer/speed.py)")
+    compile: Switch = option("auto", help="torch.compile the networks (a minute or more up front); auto: on where "
+                             "`cyclestream bench train` measured that it pays for this configuration")
+    channels_last: Switch = option("auto", help="channels-last memory layout; auto: where `cyclestream bench train` "
+                                   "measured that it pays")
+    log_every: int = option(10, min=1, help="read the losses back from the device every N iterations (log.jsonl "
+                            "still has one line per iteration; the step never waits for the device in between)")
     nproc: int = option(1, min=1, help="DDP processes to spawn on this machine (torchrun sets its own)")
     ddp_recipe: DDPRecipe = option("scaled", help="with several processes: scaled gives each process --batch-size "
                                    "images, an effective batch of N × --batch-size and N× fewer steps per epoch at "
@@ -126,7 +161,8 @@ TASK_DECIDED = frozenset(f.name for f in dataclasses.fields(TaskDefaults))
 # precision, determinism or process count resumes correctly but not bit for bit).
 RESUMABLE_CHANGES = frozenset(
     {"run.out", "run.resume", "run.save_every_iters", "run.max_iters", "run.threads", "run.progress",
-     "run.nproc", "run.samples", "run.device", "run.amp", "run.deterministic", "data.workers", "data.data_a",
+     "run.nproc", "run.samples", "run.device", "run.precision", "run.compile", "run.channels_last",
+     "run.log_every", "run.deterministic", "data.workers", "data.data_a",
      "data.data_b", "data.dataroot", "data.data", "distill.teacher"}  # distill checks the teacher's hash itself
 )
 
@@ -171,8 +207,8 @@ class TrainOptions(Options):
              f"--load-size {data.load_size} is smaller than --crop-size {data.crop_size}"),
             (self.total_epochs >= 1, "--epochs + --epochs-decay must be at least 1"),
             (valid_device(run.device), f"--device {run.device}: expected {DEVICE_HELP}"),
-            (run.amp == "none" or run.device == "auto" or run.device.startswith("cuda"),
-             f"--amp {run.amp} needs a CUDA device (training on {run.device})"),
+            (run.precision != "fp16" or run.device == "auto" or run.device.startswith("cuda"),
+             f"--precision fp16 needs a CUDA device (training on {run.device})"),
         ]
         for ok, message in checks:
             if not ok:

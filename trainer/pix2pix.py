@@ -75,7 +75,7 @@ class Pix2PixTask(Task):
         self.backward("G", loss_g_gan + loss_g_l1)
         self.update("G")
         values = (loss_g_gan, loss_g_l1, loss_d_real, loss_d_fake)
-        return {k: float(v.detach()) for k, v in zip(LOSSES, values, strict=True)}
+        return {k: v.detach() for k, v in zip(LOSSES, values, strict=True)}
 
     def sample_grid(self, count: int) -> np.ndarray:
         """Rows ``real A | fake B | real B``."""

@@ -1,5 +1,6 @@
 """What every model system (CycleGAN, pix2pix, DCGAN) shares: the runtime it runs in, Adam with the
-linear-decay schedule, DDP wrapping, AMP, and the training state of its networks.
+linear-decay schedule, DDP wrapping, the speed of the step (precision, compile, memory layout, fused Adam:
+trainer/speed.py), and the training state of its networks.
 
 A task subclass builds its dataset and networks, and implements ``step`` (one iteration),
 ``sample_grid`` (the epoch's picture) and ``export`` (its model files).  The loop does the rest.
@@ -22,6 +23,7 @@ from torch.utils.data import Dataset
 
 from cyclestream.trainer.losses import ImagePool
 from cyclestream.trainer.options import TrainOptions
+from cyclestream.trainer.speed import Speed, concrete
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,13 @@ def linear_decay(epochs: int, epochs_decay: int) -> Callable[[int], float]:
     return factor
 
 
+def task_speed(options: TrainOptions, device: torch.device) -> Speed:
+    """The concrete mode of a run's options (``auto`` left by a caller that did not resolve it: the exact path)."""
+    run = options.run
+    precision = "fp32" if run.precision == "auto" else run.precision
+    return concrete(precision, run.compile == "on", run.channels_last == "on", device)
+
+
 class Task:
     """Base of the model systems.  Subclasses fill ``nets`` (and ``pools``), call ``add_optimizer``,
     set ``dataset``, and implement ``step``, ``sample_grid`` and ``export``."""
@@ -68,25 +77,33 @@ class Task:
         self.scalers: dict[str, torch.amp.GradScaler] = {}
         self.pools: dict[str, ImagePool] = {}
         self.dataset: Dataset
-        amp = options.run.amp
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.speed = task_speed(options, runtime.device)
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.speed.precision)
 
     # ----------------------------------------------------------------------------- building
 
     def add_net(self, name: str, net: nn.Module) -> nn.Module:
-        self.nets[name] = net.to(self.device).train()
-        return self.nets[name]
+        net = net.to(self.device).train()
+        if self.speed.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        self.nets[name] = net
+        return net
 
     def add_optimizer(self, name: str, nets: list[str]) -> None:
         o = self.options.optim
         params = [p for n in nets for p in self.nets[n].parameters()]
-        opt = torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, o.beta2))
+        fused = {"fused": True} if self.speed.fused_adam else {}
+        opt = torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, o.beta2), **fused)
         self.optimizers[name] = opt
         self.schedulers[name] = LambdaLR(opt, linear_decay(int(o.epochs or 0), int(o.epochs_decay or 0)))
-        self.scalers[name] = torch.amp.GradScaler(self.device.type, enabled=self.options.run.amp == "fp16")
+        self.scalers[name] = torch.amp.GradScaler(self.device.type, enabled=self.speed.precision == "fp16")
 
     def wrap(self) -> None:
-        """DDP-wrap every network when distributed (``wrapped``); ``nets`` stay the plain modules."""
+        """Compile every network in place when the speed says so (``Module.compile``: the state dict keeps its
+        keys), then DDP-wrap them when distributed (``wrapped``); ``nets`` stay the plain modules."""
+        if self.speed.compile:
+            for net in self.nets.values():
+                net.compile()
         if not self.runtime.distributed:
             self.wrapped = dict(self.nets)
             return
@@ -109,9 +126,14 @@ class Task:
         scaler.update()
 
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        """The batch on the device (image batches channels-last when the networks are)."""
+        out = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        if self.speed.channels_last:
+            out = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in out.items()}
+        return out
 
-    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
+        """One iteration; the losses as detached 0-d tensors (read back by the loop only when it logs) or floats."""
         raise NotImplementedError
 
     def end_epoch(self) -> None:
@@ -126,11 +148,12 @@ class Task:
 
     @contextlib.contextmanager
     def sampling(self) -> Iterator[None]:
-        """Run the networks for a picture without touching the training: eval mode, no grad, and
-        every RNG (dropout, noise) restored afterwards."""
+        """Run the networks for a picture without touching the training: eval mode, no grad, every RNG
+        (dropout, noise) restored afterwards, and compiled networks run eagerly (no compile for a picture)."""
         modes = {n: m.training for n, m in self.nets.items()}
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
+        eager = torch.compiler.set_stance("force_eager") if self.speed.compile else contextlib.nullcontext()
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), eager:
             for m in self.nets.values():
                 m.eval()
             try:

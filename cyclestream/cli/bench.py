@@ -1,4 +1,4 @@
-"""The `cyclestream` commands bench: model, pipeline, stream soak, temporal.
+"""The `cyclestream` commands bench: model, pipeline, stream soak, temporal, serve, train.
 
 The options are generated from ``engine/jobs/bench_options.py``; the flags here are the inputs and the
 outputs only (--input, --model, --source, --json, --plot, --markdown, --picture)."""
@@ -63,6 +63,14 @@ def _add_bench(sub: Any) -> None:
     add_options(sv, ServeBenchOptions)
     sv.add_argument("--json", type=Path, help="also write the results as JSON")
     sv.set_defaults(func=_cmd_bench_serve)
+    from cyclestream.trainer.bench_options import TrainBenchOptions
+
+    tr = kinds.add_parser("train", help="s/iteration and peak memory of each training mode (precision, compile, "
+                          "layout) against the exact eager fp32 step; recorded for train's auto")
+    add_options(tr, TrainBenchOptions)
+    tr.add_argument("--json", type=Path, help="write the report as JSON")
+    tr.add_argument("--markdown", action="store_true", help="also print a Markdown table")
+    tr.set_defaults(func=_cmd_bench_train)
 
 
 def _check_outputs(args: argparse.Namespace, *names: str) -> None:
@@ -151,6 +159,21 @@ def _cmd_bench_serve(args: argparse.Namespace) -> int:
     rows = [dataclasses.asdict(r) for r in results]
     print(json.dumps(rows, indent=2))
     _write_json(args.json, {"results": rows})
+    return 0
+
+
+def _cmd_bench_train(args: argparse.Namespace) -> int:
+    from cyclestream.trainer.bench import bench_train, markdown, table
+    from cyclestream.trainer.bench_options import TrainBenchOptions
+
+    options = from_args(TrainBenchOptions, args, progress=not args.quiet)
+    _check_outputs(args, "json")
+    report = bench_train(options)
+    print(table(report))
+    if args.markdown:
+        print()
+        print(markdown(report))
+    _write_json(args.json, report.to_json())
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from cyclestream.bundled import DEMO_CLIP
@@ -84,6 +85,30 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(sub: Any) -> None:
+    from cyclestream.engine.jobs.export_options import ExportOptions
+
+    p = sub.add_parser("export", help="write a model in another project's file layout (--to official: a *_net_G.pth)")
+    add_model_argument(p, positional=True)
+    p.add_argument("out", type=Path, help="the file to write (e.g. latest_net_G_A.pth)")
+    add_options(p, ExportOptions)
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from cyclestream.engine.jobs.export_options import ExportOptions
+    from cyclestream.engine.official_export import export_model
+
+    settings = export_model(args.model, args.out, from_args(ExportOptions, args))
+    print(
+        f"wrote {args.out} ({args.to} layout); load it with "
+        + " ".join(f"--{k} {v}" for k, v in settings.items() if k != "no_dropout")
+        + (" --no_dropout" if settings["no_dropout"] else "")
+    )
+    return 0
+
+
 def register(sub: Any) -> None:
     _add_info(sub)
     _add_compile(sub)
+    _add_export(sub)

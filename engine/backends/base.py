@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -57,6 +58,13 @@ class Backend(ABC):
     _value_range: ValueRange = TANH_RANGE  # the model family's input/output scale, set by ready()
     _io: BackendStream | None = None  # CUDA only: own stream, pinned staging buffers
     _ready: bool = False
+    # The values of the generator's inputs besides the image (StarGAN's label, BicycleGAN's z), each
+    # (1, size), set before prepare() (engine/conditioning.py); fed by eager, onnxruntime and openvino.
+    conditioning: tuple[torch.Tensor, ...] = ()
+    # A path of values over time (``--z-walk``): the values at a frame's time in seconds; the pipeline sets
+    # ``frame_times`` (one per frame of the next ``run``, None where a frame has no timestamp).
+    conditioning_at: Callable[[float], tuple[torch.Tensor, ...]] | None = None
+    frame_times: list[float | None] | None = None
 
     @abstractmethod
     def prepare(self, model: LoadedModel, shape: FrameShape, precision: Precision) -> None:
@@ -66,6 +74,14 @@ class Backend(ABC):
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         """The generator on a float (N, 3, H', W') input already padded to the size multiple, on the
         backend's device (or the host for CPU backends); returns float (N, 3, H', W')."""
+
+    def conditioning_batch(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The conditioning values repeated for the batch of ``x``, on its device, in its dtype."""
+        times = self.frame_times
+        if self.conditioning_at is not None and times is not None and len(times) == x.shape[0]:
+            rows = [self.conditioning_at(t) if t is not None else self.conditioning for t in times]
+            return tuple(torch.cat(values).to(x.device, x.dtype) for values in zip(*rows, strict=True))
+        return tuple(c.to(x.device, x.dtype).expand(x.shape[0], -1).contiguous() for c in self.conditioning)
 
     def ready(self, model: LoadedModel, shape: FrameShape) -> None:
         """The end of every ``prepare``: remember the size multiple and the family's value range, open the

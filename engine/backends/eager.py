@@ -47,7 +47,8 @@ class EagerBackend(Backend):
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         assert self._model is not None, "prepare() first"
         with autocast(self.device, self.precision):
-            return self._model(x.to(self.device))
+            x = x.to(self.device)
+            return self._model(x, *self.conditioning_batch(x))
 
     def describe(self) -> str:
         fused = "" if self.kernels == "off" else f", {self.kernels} kernels"

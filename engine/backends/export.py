@@ -42,7 +42,7 @@ from cyclestream.engine.backends.cache import (
 )
 from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import BackendError, first_line
-from cyclestream.engine.models import GeneratorSpec
+from cyclestream.engine.models import FamilySpec, GeneratorSpec
 
 log = logging.getLogger("cyclestream")
 T = TypeVar("T")
@@ -101,6 +101,16 @@ def example_input(spec: GeneratorSpec, dtype: torch.dtype = torch.float32) -> to
     return torch.zeros(2, spec.input_nc, side, side, dtype=dtype)
 
 
+def conditioning_example(spec: FamilySpec, batch: int, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """Zero values of the generator's conditioning inputs (StarGAN's label, BicycleGAN's z) for a batch:
+    graph inputs of their own, after the image, named as the family names them."""
+    return tuple(torch.zeros(batch, c.size(spec), dtype=dtype) for c in spec.family.conditioning)
+
+
+def conditioning_names(spec: FamilySpec) -> list[str]:
+    return [c.name for c in spec.family.conditioning]
+
+
 def _dynamic_shapes(spec: GeneratorSpec) -> tuple[dict[int, object], ...]:
     """Batch free; height and width any multiple of the generator's size multiple, from the smallest
     padded side its family runs on (``min_side`` padded up: a ResNet needs at least 2 × 4 pixels, its
@@ -111,7 +121,8 @@ def _dynamic_shapes(spec: GeneratorSpec) -> tuple[dict[int, object], ...]:
     low = -(-spec.min_side // m)
     h = dim("h", min=low, max=MAX_SIDE // m)
     w = dim("w", min=low, max=MAX_SIDE // m)
-    return ({0: dim("batch", min=1, max=4096), 2: m * h, 3: m * w},)
+    batch = dim("batch", min=1, max=4096)
+    return ({0: batch, 2: m * h, 3: m * w}, *({0: batch} for _ in spec.family.conditioning))
 
 
 def profile_dynamic_shapes(profile: ShapeProfile, multiple: int) -> tuple[dict[int, object], ...]:
@@ -163,9 +174,9 @@ def _export_dynamo(generator: nn.Module, x: torch.Tensor, spec: GeneratorSpec, p
     with _quiet_exporter():
         program = torch.onnx.export(
             generator,
-            (x,),
+            (x, *conditioning_example(spec, x.shape[0], x.dtype)),
             dynamo=True,
-            input_names=[INPUT_NAME],
+            input_names=[INPUT_NAME, *conditioning_names(spec)],
             output_names=[OUTPUT_NAME],
             dynamic_shapes=_dynamic_shapes(spec),
             opset_version=opset,
@@ -176,17 +187,18 @@ def _export_dynamo(generator: nn.Module, x: torch.Tensor, spec: GeneratorSpec, p
     program.save(str(path))
 
 
-def _export_torchscript(generator: nn.Module, x: torch.Tensor, path: Path, opset: int) -> None:
+def _export_torchscript(generator: nn.Module, x: torch.Tensor, spec: GeneratorSpec, path: Path, opset: int) -> None:
     axes = {0: "batch", 2: "height", 3: "width"}
+    names = conditioning_names(spec)
     with _quiet_exporter():
         torch.onnx.export(
             generator,
-            (x,),
+            (x, *conditioning_example(spec, x.shape[0], x.dtype)),
             str(path),
             dynamo=False,
-            input_names=[INPUT_NAME],
+            input_names=[INPUT_NAME, *names],
             output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
+            dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes, **{n: {0: "batch"} for n in names}},
             opset_version=min(opset, 17),
         )
 
@@ -225,7 +237,7 @@ def export_onnx(
                 log.warning("dynamo ONNX exporter failed (%s); trying the TorchScript exporter", first_line(e))
             used = "torchscript"
             try:
-                _export_torchscript(generator, x, tmp, opset)
+                _export_torchscript(generator, x, model.spec, tmp, opset)
             except Exception as e2:
                 raise BackendError(f"ONNX export failed with both exporters: {first_line(e2)}") from e2
     if external := external_data_files(path):  # named after the temporary file, which is gone

@@ -34,6 +34,11 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
+def conditioning_names(session: Any) -> list[str]:
+    """The graph's inputs after the image: the generator's conditioning (label, z), in order."""
+    return [i.name for i in session.get_inputs()[1:]]
+
+
 def make_session(path: Path, threads: int | None = None) -> Any:
     """A CPU InferenceSession for the graph at ``path`` with all graph optimizations."""
     ort = import_onnxruntime()
@@ -74,7 +79,10 @@ class OnnxRuntimeBackend(Calibrated, Backend):
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         assert self._session is not None, "prepare() first"
-        (y,) = self._session.run(None, {INPUT_NAME: x.contiguous().numpy()})
+        feeds = {INPUT_NAME: x.contiguous().numpy()}
+        feeds.update(zip(conditioning_names(self._session), (c.numpy() for c in self.conditioning_batch(x)),
+                         strict=True))
+        (y,) = self._session.run(None, feeds)
         return torch.from_numpy(y)
 
     def describe(self) -> str:

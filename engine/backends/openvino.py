@@ -104,7 +104,9 @@ class OpenVINOBackend(Calibrated, Backend):
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         assert self._request is not None, "prepare() first"
-        return torch.from_numpy(self._request.infer({0: x.contiguous().numpy()})[0])
+        feeds = {0: x.contiguous().numpy()}
+        feeds.update((i, c.numpy()) for i, c in enumerate(self.conditioning_batch(x), start=1))
+        return torch.from_numpy(self._request.infer(feeds)[0])
 
     def describe(self) -> str:
         return f"openvino (cpu, {self.precision})"

@@ -53,6 +53,15 @@ class RunOptions(Options):
     calibration: Path | None = option(None, metavar="PATH", help="a video or a folder of images whose frames "
                                       "calibrate int8", default_text="the input video, else a synthetic pattern; "
                                       "tune: the bundled clip")
+    target: str | None = option(None, metavar="NAME|INDEX|0,1,0,0,1", default_text="none (required by models "
+                                "with a label input)", help="a StarGAN model's target domain: a name from the "
+                                "model's domains, an index, or the whole label vector (CelebA attributes)")
+    z_seed: int | None = option(None, min=0, metavar="N", default_text="z = 0, the prior's mean",
+                                help="a BicycleGAN model's latent z, drawn from N(0, 1) with this seed (one z "
+                                "for every frame)")
+    z_walk: float | None = option(None, above=0, metavar="SECONDS", help="a BicycleGAN model's z walks smoothly "
+                                  "through N(0, 1), from --z-seed's z to the next seed's in SECONDS, and on (video "
+                                  "jobs: by each frame's time)")
 
     def check(self) -> None:
         if not valid_device(self.device):
@@ -87,9 +96,12 @@ def prepare_backend(
     from cyclestream.engine.backends.auto import AutoBackend
     from cyclestream.engine.backends.fit import check_frame_fits
     from cyclestream.engine.backends.quantize import Calibrated, Calibration
+    from cyclestream.engine.conditioning import conditioned_backend, conditioning_inputs, conditioning_path
     from cyclestream.engine.machine import reduced_precision_warning
     from cyclestream.engine.options import resolve_device
 
+    inputs = conditioning_inputs(model, options.target, options.z_seed, options.z_walk)  # checked before any work
+    options = conditioned_backend(model, options)
     device = resolve_device(options.device)
     precision = run_precision(options)
     check_frame_fits(model.spec, options.batch_size, height, width,
@@ -98,6 +110,7 @@ def prepare_backend(
     if (warning := reduced_precision_warning(precision, device)) is not None:
         log.warning("%s", warning)
     backend = create_backend(options.backend, device, options.kernels)
+    backend.conditioning, backend.conditioning_at = inputs, conditioning_path(model, options)
     if isinstance(backend, Calibrated):
         backend.calibration = Calibration(options.calibration or calibration)
     if isinstance(backend, AutoBackend):

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from cyclestream.engine.backends import Backend, FrameShape, Precision, create_backend
 from cyclestream.engine.backends.options import prepare_backend
 from cyclestream.engine.checkpoint import LoadedModel, load_model
+from cyclestream.engine.conditioning import require_image_only
 from cyclestream.engine.errors import CycleStreamError
 from cyclestream.engine.jobs.bench_options import ModelBenchOptions, PipelineBenchOptions
 from cyclestream.engine.jobs.options import TranslateOptions
@@ -104,6 +105,7 @@ def bench_model_file(path: str | os.PathLike[str] | None, *, options: ModelBench
 
 def bench_model(model: LoadedModel, *, options: ModelBenchOptions | None = None) -> ModelBench:
     """Every backend x precision x batch x size of ``options``, each beside the baseline (eager fp32 batch 1)."""
+    require_image_only(model, "bench model")
     options = (options or ModelBenchOptions()).measured()
     sizes, min_time, device = options.sizes, options.min_time, resolve_device(options.device)
     peaks = measure_peaks(n=1024 if min_time < 0.5 else 2048, copy_mb=64 if min_time < 0.5 else 256)

@@ -25,6 +25,7 @@ from cyclestream.engine.backends.cache import ShapeProfile, default_cache_dir
 from cyclestream.engine.backends.export import OPSET, export_onnx, store_cached_onnx
 from cyclestream.engine.backends.onnx_plugins import plugin_onnx_path, write_plugin_onnx
 from cyclestream.engine.checkpoint import LoadedModel, load_model
+from cyclestream.engine.conditioning import require_image_only
 from cyclestream.engine.errors import BackendError
 from cyclestream.engine.jobs.options import CompileOptions
 from cyclestream.engine.jobs.verify import eager_output, model_input, relative_l2, sample_frames
@@ -48,6 +49,7 @@ def compile_model(model_path: str | Path, options: CompileOptions) -> CompileRep
     """Load ``model_path`` and build ``options.target`` from it (see the module docstring)."""
     model = load_model(model_path)
     model.require_image_input()
+    require_image_only(model, "compile")
     profile = ShapeProfile.parse(options.shape)
     if profile.opt[1] != model.spec.input_nc:
         raise BackendError(f"--shape has {profile.opt[1]} channels; this generator takes {model.spec.input_nc}")

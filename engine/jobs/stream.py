@@ -36,6 +36,7 @@ from cyclestream.engine.backends.options import prepare_backend
 from cyclestream.engine.backends.shared import SharedBackend
 from cyclestream.engine.checkpoint import load_model
 from cyclestream.engine.errors import CycleStreamError
+from cyclestream.engine.jobs.live_target import follow_stdin
 from cyclestream.engine.jobs.options import StreamOptions
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.live import LiveSource, parse_source
@@ -290,6 +291,7 @@ def run_stream(options: StreamOptions, on_ready: Callable[[PreviewServer | None]
         with _graceful_stop(source.stop) as signals:
             info = _wait_ready(source, network, options.source, signals)
             backend = prepare_backend(model, options.run, info.height, info.width)
+            follow_stdin(model, backend)  # StarGAN/BicycleGAN: a line on stdin switches the target / z
             _check_model_time(backend, info.width, info.height, options.run.batch_size, options.max_latency)
             _check_not_stopped(signals)
             return _run_job(options, source, info, backend, on_ready)

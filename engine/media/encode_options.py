@@ -13,7 +13,7 @@ class EncodeOptions(Options):
     codec: str = option("libx264", help="video encoder (libx264, libx265, libvpx-vp9, libsvtav1, ...)")
     crf: int | None = option(18, min=0, max=63, help="constant quality, lower is better: 0-51 (x264, x265) or "
                              "0-63 (vpx, AV1)")
-    preset: str | None = option("medium", help="x264/x265 speed preset")
+    preset: str | None = option("medium", help="encoder speed preset (any encoder with one)")
     pix_fmt: str = option("yuv420p", help="output pixel format (yuv420p10le keeps 10 bits)")
     encoder_tune: str | None = option(None, flag="", help="x264/x265 --tune: zerolatency for live output")
     gop: int | None = option(None, flag="", min=1, help="frames between keyframes (live viewers can join at each)")

@@ -6,6 +6,7 @@ can hold (``add_to``) and names what it cannot in one line.  Packets are copied,
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,11 +108,25 @@ class Passthrough:
         return cls(streams=list(container.streams.audio))
 
 
+def _muxer_takes(format_name: str, stream: Any) -> bool:
+    """Whether a muxer of this format writes a header for a copy of ``stream`` (tried in memory): the
+    muxer's own answer where its codec list is partial (MPEG-TS lists 8 codecs, yet carries AAC)."""
+    try:
+        with av.open(io.BytesIO(), mode="w", format=format_name) as trial:
+            trial.add_stream_from_template(stream)
+            trial.start_encoding()
+    except (av.error.FFmpegError, ValueError, TypeError):
+        return False
+    return True
+
+
 def _holds(output: Any, stream: Any) -> bool:
-    """Whether the output muxer takes this codec; a muxer that lists no codecs is tried."""
+    """Whether the output muxer takes this codec; one it does not list is tried (``_muxer_takes``)."""
     supported = output.supported_codecs
     codec = stream.codec_context.name if stream.codec_context is not None else None
-    return not supported or codec is None or codec in supported
+    if not supported or codec is None or codec in supported:
+        return True
+    return _muxer_takes(output.format.name.split(",")[0], stream)
 
 
 def add_to(output: Any, video: Any, passthrough: Passthrough, label: str) -> dict[int, Any]:

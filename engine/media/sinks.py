@@ -17,38 +17,71 @@ from cyclestream.engine.media.probe import VideoInfo
 
 log = logging.getLogger("cyclestream")
 
-# Codecs whose quality knob is called "crf" in FFmpeg, and the ones that call it "cq".
-_CRF_CODECS = ("libx264", "libx265", "libvpx", "libvpx-vp9", "libsvtav1", "libaom-av1")
-_CQ_CODECS = ("h264_nvenc", "hevc_nvenc", "av1_nvenc")
-_PRESET_CODECS = ("libx264", "libx265")
-_QUALITY_MAX = {"libx264": 51, "libx265": 51, "h264_nvenc": 51, "hevc_nvenc": 51}  # the others: 0 to 63
+
+def encoder_options(codec: str) -> dict[str, Any]:
+    """The encoder's own private AVOptions by name (crf, cq, preset, tune...); empty for an unknown encoder."""
+    try:
+        return {o.name: o for o in av.codec.CodecContext.create(codec, "w").supported_options.private}
+    except (av.codec.codec.UnknownCodecError, ValueError, av.error.FFmpegError):
+        return {}
+
+
+def _default(name: str) -> object:
+    return EncodeOptions.__dataclass_fields__[name].default
+
+
+def _quality_knob(known: dict[str, Any]) -> str | None:
+    """The encoder's constant-quality option: ``crf``, else ``cq`` (NVENC); None when it has neither."""
+    return next((k for k in ("crf", "cq") if k in known), None)
 
 
 def _codec_options(opts: EncodeOptions) -> dict[str, str]:
+    known = encoder_options(opts.codec)
     out: dict[str, str] = {}
-    if opts.crf is not None:
-        if opts.codec in _CRF_CODECS:
-            out["crf"] = str(opts.crf)
-            if opts.codec.startswith("libvpx"):
-                out["b"] = "0"  # constant-quality mode
-        elif opts.codec in _CQ_CODECS:
-            out["cq"] = str(opts.crf)
-    if opts.preset and opts.codec in _PRESET_CODECS:
+    knob = _quality_knob(known)
+    if opts.crf is not None and knob is not None:
+        out[knob] = str(opts.crf)
+        if knob == "crf" and opts.codec.startswith("libvpx"):
+            out["b"] = "0"  # constant-quality mode
+    if (
+        opts.preset
+        and "preset" in known
+        and (opts.preset != _default("preset") or known["preset"].type.name == "STRING")
+    ):
         out["preset"] = opts.preset
-    if opts.encoder_tune and opts.codec in _PRESET_CODECS:
+    if opts.encoder_tune and "tune" in known:
         out["tune"] = opts.encoder_tune
     if opts.gop:
         out["g"] = str(opts.gop)
-    if opts.codec == "libx265":
+    if "x265-params" in known:
         out["x265-params"] = "log-level=error"  # x265 prints a banner of settings to stderr otherwise
     return out
 
 
 def check_quality(options: EncodeOptions) -> None:
-    """``--crf`` within the encoder's own range (x264 and x265 would silently clamp 52..63 to 51)."""
-    top = _QUALITY_MAX.get(options.codec, 63)
-    if options.crf is not None and options.codec in _CRF_CODECS + _CQ_CODECS and not 0 <= options.crf <= top:
-        raise MediaError(f"--crf for {options.codec} must be between 0 and {top}, got {options.crf}")
+    """``--crf``, ``--preset`` and the tune asked of the encoder's own options: within its range (x264 and
+    x265 take any float but clamp above 51), refused in one line by an encoder that has no such option
+    (the declared defaults are left out quietly for such an encoder)."""
+    known = encoder_options(options.codec)
+    if not known and options.codec not in av.codecs_available:
+        return  # check_video_codec names the unknown encoder
+    knob = _quality_knob(known)
+    if options.crf is not None:
+        if knob is None:
+            if options.crf != _default("crf"):
+                raise MediaError(
+                    f"{options.codec} has no constant-quality option: --crf {options.crf} cannot be "
+                    "given to it (leave --crf out, or pick an encoder such as libx264)"
+                )
+        else:
+            top = known[knob].max
+            top = int(top) if 0 < top <= 63 else 51
+            if not 0 <= options.crf <= top:
+                raise MediaError(f"--crf for {options.codec} must be between 0 and {top}, got {options.crf}")
+    if options.preset and "preset" not in known and options.preset != _default("preset"):
+        raise MediaError(f"{options.codec} has no preset option: --preset {options.preset} cannot be given to it")
+    if options.encoder_tune and "tune" not in known:
+        raise MediaError(f"{options.codec} has no tune option: tune {options.encoder_tune!r} cannot be given to it")
 
 
 def check_video_codec(name: str) -> None:

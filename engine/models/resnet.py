@@ -99,6 +99,8 @@ def recognise(shapes: Shapes) -> GeneratorSpec | None:
     """The ResnetGenerator with exactly these keys and shapes; None for keys of another family."""
     if "model.1.weight" not in shapes or not any(".conv_block." in k for k in shapes):
         return None
+    if any(k.endswith(".filt") for k in shapes):  # anti-aliasing filters: a CUT generator (engine/models/cut.py)
+        return None
     first = shapes["model.1.weight"]
     if len(first) != 4 or tuple(first[2:]) != (7, 7):
         raise CheckpointError("first layer is not the 7x7 convolution of a ResnetGenerator")

@@ -30,6 +30,7 @@ OPTION_MODULES = [
     "cyclestream.engine.media.encode_options",
     "cyclestream.engine.jobs.options",
     "cyclestream.engine.jobs.bench_options",
+    "cyclestream.engine.jobs.export_options",
     "cyclestream.engine.serve.options",
     "cyclestream.trainer.options",
     "cyclestream.trainer.distill_options",

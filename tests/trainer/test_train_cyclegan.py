@@ -121,8 +121,8 @@ def test_bad_options_are_clear(tiny: Callable[..., TrainOptions]) -> None:
         train(tiny(n_layers_d=3))
     with pytest.raises(TrainingError, match="smaller than --crop-size"):
         train(tiny(load_size=12))
-    with pytest.raises(TrainingError, match=r"--amp bf16 needs a CUDA device \(training on cpu\)"):
-        train(tiny(amp="bf16"))
+    with pytest.raises(TrainingError, match=r"--precision fp16 needs a CUDA device \(training on cpu\)"):
+        train(tiny(precision="fp16"))
     with pytest.raises(TrainingError, match="--device cuda0: expected auto"):
         train(tiny(device="cuda0"))
 

@@ -87,7 +87,7 @@ def assert_same_training(task: Task, nets: dict[str, nn.Module], optimizers: dic
     for step, (g, w) in enumerate(zip(got, want, strict=True)):
         assert g.keys() == w.keys()
         for name in g:
-            assert g[name] == pytest.approx(w[name], rel=1e-6, abs=1e-7), f"step {step + 1}: loss {name}"
+            assert float(g[name]) == pytest.approx(w[name], rel=1e-6, abs=1e-7), f"step {step + 1}: loss {name}"
     for name, ref in nets.items():
         mine = task.nets[name].state_dict()
         for key, value in ref.state_dict().items():
