@@ -53,10 +53,14 @@ def _cmd_stream(args: argparse.Namespace) -> int:
     try:
         reports = run_streams(jobs)
         for report in reports:
-            if report.end_reason:
+            if report.sink_lost:
+                log.error("%s; the summary counts what was written", report.end_reason)
+            elif report.end_reason:
                 log.warning("source %s ended: %s; finalized %s with %d frames", report.source, report.end_reason,
                             report.sink, report.stats.frames)
         print_summary(reports[0] if len(reports) == 1 else reports, args.stats_json)
+        if any(report.sink_lost for report in reports):
+            return 2
     except StreamInterrupted as e:  # Ctrl-C or SIGTERM before any frame: exit 130 or 143, not an error
         print(f"cyclestream: {e}", file=sys.stderr)
         return e.exit_code

@@ -45,7 +45,7 @@ from cyclestream.engine.media.live_output import open_live_sink, recording_optio
 from cyclestream.engine.media.preview_server import PreviewServer, parse_listen
 from cyclestream.engine.media.probe import VideoInfo
 from cyclestream.engine.media.sinks import check_video_codec
-from cyclestream.engine.pipeline import LIVE_POLICY, Pipeline
+from cyclestream.engine.pipeline import FILE_POLICY, LIVE_POLICY, Pipeline
 from cyclestream.engine.stats import PipelineStats
 from cyclestream.engine.temporal import make_stabiliser
 
@@ -62,16 +62,22 @@ class StreamReport:
     max_latency: float
     skipped_packets: int = 0  # before the first decodable keyframe (of each connection)
     corrupt_packets: int = 0  # rejected by the decoder
+    lost: int = 0  # frames the source sent that never decoded (gaps in its timestamps)
+    fps_skipped: int = 0  # decoded frames --fps left out
+    sink_lost: bool = False  # the sink failed mid-stream: ``end_reason`` says how
 
     def summary(self) -> dict[str, Any]:
+        """The counts add up: frames_sent = lost_before_decode + dropped + frames_out."""
         s = self.stats.summary()
         wall = max(self.stats.wall, 1e-9)
         return {
             "source": self.source,
             "sink": self.sink,
+            "frames_sent": self.lost + self.fps_skipped + self.frames_in,
+            "lost_before_decode": self.lost,
             "frames_in": self.frames_in,
             "frames_out": s["frames"],
-            "dropped": self.frames_in - s["frames"],
+            "dropped": self.fps_skipped + self.frames_in - s["frames"],
             "input_fps": round(self.frames_in / wall, 2),
             "output_fps": s["fps"],
             "latency_ms": s["latency_ms"],
@@ -102,9 +108,13 @@ class _StatsPrinter:
         p = [st.latency_ms(q, recent=200) for q in (50, 95, 99)]
         return (
             f"{self.label}in {self.source.captured / wall:5.1f} fps | out {st.frames / wall:5.1f} fps | "
-            f"dropped {self.source.captured - st.frames} | latency p50 {p[0]:.0f} p95 {p[1]:.0f} "
+            f"lost {self.source.lost} | dropped {self.dropped()} | latency p50 {p[0]:.0f} p95 {p[1]:.0f} "
             f"p99 {p[2]:.0f} ms | {stages}"
         )
+
+    def dropped(self) -> int:
+        """Frames dropped by the policy so far: by --fps, the source's buffer and the pipeline's queues."""
+        return self.source.fps_skipped + self.source.buffer_dropped + self.pipeline.stats.dropped
 
     def _loop(self) -> None:
         tty = sys.stderr.isatty() and not self.label  # several streams: a line each, never redrawn
@@ -117,6 +127,10 @@ class _StatsPrinter:
             self._thread.join()
             if sys.stderr.isatty() and not self.label:
                 print(file=sys.stderr)
+
+
+class _SinkLost(Exception):
+    """The sink failed mid-stream: the job ends with its report (and the sink keeps what was written)."""
 
 
 class StreamInterrupted(CycleStreamError):
@@ -166,6 +180,8 @@ def _graceful_stop(finish: Callable[[], None]) -> Iterator[list[int]]:
 
 
 def _check_model_time(backend: Any, width: int, height: int, batch: int, max_latency: float) -> None:
+    """Warn when one steady call already exceeds the latency bound (the first, warm-up, call is not timed)."""
+    backend.run(torch.zeros((batch, height, width, 3), dtype=torch.uint8))
     t0 = time.perf_counter()
     backend.run(torch.zeros((batch, height, width, 3), dtype=torch.uint8))
     model_time = time.perf_counter() - t0
@@ -225,19 +241,32 @@ def _run_job(
     label: str = "",
 ) -> StreamReport:
     """One live stream through a prepared backend: sink, preview, statistics line, pipeline; its report."""
-    pipeline = Pipeline(backend, options.run.batch_size, LIVE_POLICY)
+    pipeline = Pipeline(backend, options.run.batch_size, FILE_POLICY if source.every_frame else LIVE_POLICY)
     stabilise = make_stabiliser(options.temporal)  # one per stream: it keeps the stream's past
     preview = PreviewServer(*parse_listen(options.preview)) if options.preview else None
     late = 0
+    origin: int | None = None  # the first written frame's time: every recording starts near 0
+    sink_error: list[str] = []
     timer = threading.Timer(options.duration, source.stop) if options.duration else None
     try:
         with open_live_sink(options.sink, info, options.encode) as sink:
 
             def write(frame: TranslatedFrame) -> None:
-                nonlocal late
+                nonlocal late, origin
                 if stabilise is not None:
                     frame = TranslatedFrame(stabilise(frame.source.image, frame.image), frame.source)
-                sink.write(frame)
+                if origin is None:
+                    origin = frame.source.pts or 0
+                source_frame = dataclasses.replace(frame.source, pts=(frame.source.pts or 0) - origin)
+                frame = TranslatedFrame(frame.image, source_frame)
+                try:
+                    sink.write(frame)
+                except CycleStreamError:
+                    raise
+                except Exception as e:  # a network sink that went away, a full disk: end with a summary
+                    sink_error.append(f"sink {options.sink} lost: {e}")
+                    source.stop()
+                    raise _SinkLost(sink_error[0]) from None
                 if preview is not None:
                     preview.offer(frame)
                 if time.perf_counter() - frame.source.captured_at > options.max_latency:
@@ -254,6 +283,9 @@ def _run_job(
                 stats = pipeline.run(source.frames(), write)
             finally:
                 printer.stop()
+    except _SinkLost:
+        stats = pipeline.stats
+        stats.finished = stats.finished or time.perf_counter()
     finally:
         if timer is not None:
             timer.cancel()
@@ -266,18 +298,21 @@ def _run_job(
             source.skipped,
             source.corrupt,
         )
-    if stats.frames == 0:
+    if stats.frames == 0 and not sink_error:
         raise CycleStreamError(f"no frame came through from {options.source} ({source.end_reason or 'stopped'})")
     return StreamReport(
         options.source,
         options.sink,
         source.captured,
         stats,
-        source.end_reason,
+        sink_error[0] if sink_error else source.end_reason,
         late,
         options.max_latency,
         source.skipped,
         source.corrupt,
+        source.lost,
+        source.fps_skipped,
+        bool(sink_error),
     )
 
 

@@ -2,17 +2,22 @@
 
 A live source is read by one background thread from the moment it is created: the connection that
 learns the frame size is the one that keeps being read, and frames that arrive while the backend is
-prepared wait in a bounded buffer (the newest kept).  Each frame is stamped with its capture time on
-one continuous clock (time base 1/90000), so output timestamps stay monotonic and in wall-clock step
-with the input across drops and reconnects.  A source that stalls (no data for ``read_timeout``
-seconds) or dies is reopened with back-off up to ``reconnect`` times; then the stream ends like a file
-does, and ``end_reason`` says why.  ``stop()`` ends reading within a fraction of a second in every
-state (opening, reading, back-off): the consumer never waits on a blocked read.
+prepared wait in a bounded buffer (the newest kept).  Each frame keeps its source timestamp, mapped
+onto one continuous clock (time base 1/90000) that starts at the first frame; each connection is
+anchored where its first frame arrives, so output timestamps stay monotonic and in wall-clock step
+with the input across drops and reconnects.  Bursty sources (HLS, DASH, HTTP) are released at their
+own timestamps, and a file played as fast as it decodes loses no frame.  A source that stalls (no
+data for ``read_timeout`` seconds) or dies is reopened with back-off up to ``reconnect`` times; then
+the stream ends like a file does, and ``end_reason`` says why.  ``stop()`` ends reading within a
+fraction of a second in every state (opening, reading, back-off): the consumer never waits on a
+blocked read.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -56,6 +61,12 @@ class SourceSpec:
         server) cut short fails instead, so those open in one attempt."""
         scheme = self.url.split("://", 1)[0].lower()
         return self.kind == "network" and scheme in ("udp", "rtp")
+
+    @property
+    def bursty(self) -> bool:
+        """Whether the source arrives in bursts rather than at its frame rate: HLS, DASH and progressive
+        HTTP fetch whole segments at once.  Such a source is paced by its own timestamps."""
+        return self.kind == "network" and self.url.split("://", 1)[0].lower() in ("http", "https")
 
 
 def parse_source(
@@ -109,13 +120,19 @@ class LiveSource:
         open_timeout: float = 10.0,
     ) -> None:
         self.spec, self.size, self.fps = spec, size, fps
-        # Files (with --realtime) and FFmpeg test sources are paced at their own rate; devices and
-        # network streams pace themselves.
-        self.paced = spec.kind == "lavfi" or (realtime and spec.kind == "file")
+        # Files (with --realtime), FFmpeg test sources and bursty network sources (HLS, DASH, HTTP) are
+        # paced at their own timestamps; devices and other network streams pace themselves.
+        self.paced = spec.kind == "lavfi" or (realtime and spec.kind == "file") or spec.bursty
+        # A file played as fast as it decodes loses no frame: the pipeline waits for the model (the file
+        # policy); everything else drops frames only when the model falls behind the source's own rate.
+        self.every_frame = spec.kind == "file" and not realtime
         self.reconnect, self.read_timeout = reconnect, read_timeout
         self.open_timeout = max(open_timeout, read_timeout)
         self.end_reason: str | None = None
-        self.captured = 0
+        self.captured = 0  # frames handed on (after --fps)
+        self.fps_skipped = 0  # decoded frames --fps left out
+        self.size_changes = 0
+        self._last_size: tuple[int, int] | None = None  # the size the source sent last
         self.skipped = 0  # packets before a connection's first decodable keyframe
         self.corrupt = 0  # packets the decoder rejected
         self.buffer_dropped = 0
@@ -125,8 +142,19 @@ class LiveSource:
         self._ready = threading.Event()
         self._consuming = threading.Event()  # frames() was called: the pipeline is running
         self._buffer: Channel[VideoFrame] | None = None
+        self._clock = _CaptureClock(fps, self.paced, self._stop)
         self._thread = threading.Thread(target=self._read, name="cyclestream-source", daemon=True)
         self._thread.start()
+
+    @property
+    def lost(self) -> int:
+        """Frames the source sent that never decoded: gaps in its timestamps (lost or corrupt packets)."""
+        return self._clock.lost
+
+    @property
+    def sent(self) -> int:
+        """Frames the source sent from the first decoded one on: lost + skipped by --fps + handed on."""
+        return self.lost + self.fps_skipped + self.captured
 
     # ------------------------------------------------------------------ the consumer's side
 
@@ -224,7 +252,7 @@ class LiveSource:
     def _reads_ahead(self) -> bool:
         """Cameras and network streams run whether read or not: they are read (into the bounded buffer)
         while the backend is prepared.  Test sources and files are generated on demand: they wait."""
-        return self.spec.kind in ("network", "v4l2")
+        return self.spec.kind in ("network", "v4l2") and not self.spec.bursty
 
     def _wait_for_consumer(self) -> bool:
         while not self._consuming.wait(0.1):
@@ -232,8 +260,23 @@ class LiveSource:
                 return False
         return True
 
+    def _note_size(self, frame: av.VideoFrame) -> None:
+        """Frames are scaled to the first frame's size; each change of the source's size is named in one line."""
+        assert self.size is not None
+        got, previous = (frame.width, frame.height), self._last_size
+        if previous is not None and got != previous:
+            self.size_changes += 1
+            log.warning(
+                "source %s changed size mid-stream from %dx%d to %dx%d: scaled to %dx%d",
+                self.spec.url,
+                *previous,
+                *got,
+                *self.size,
+            )
+        self._last_size = got
+
     def _read_all(self) -> None:
-        clock = _CaptureClock(self.fps, self.paced)
+        clock = self._clock
         attempt, back_off = 0, 0.0
         while not self._stop.is_set():
             t0 = time.monotonic()
@@ -245,6 +288,7 @@ class LiveSource:
                 if self._stop.wait(max(0.0, back_off - (time.monotonic() - t0))):
                     return
             else:
+                clock.restart()
                 try:
                     for av_frame in connection.frames():
                         if self._stop.is_set():
@@ -254,8 +298,10 @@ class LiveSource:
                             if not self._reads_ahead and not self._wait_for_consumer():
                                 return
                         attempt = 0
+                        self._note_size(av_frame)
                         frame = clock.stamp(av_frame, self.size, self.captured, self.colour)  # type: ignore[arg-type]
                         if frame is None:
+                            self.fps_skipped += 1
                             continue
                         self.captured += 1
                         assert self._buffer is not None
@@ -279,36 +325,77 @@ class LiveSource:
             )
 
 
-class _CaptureClock:
-    """Turns decoded frames into VideoFrames on one continuous capture clock, pacing test sources and
-    real-time files at their own rate and keeping at most ``fps`` frames per second."""
+JUMP_SECONDS = 10.0  # source time that steps back, or forward by more than this, starts a new run of time
 
-    def __init__(self, fps: float | None, paced: bool) -> None:
+
+class _CaptureClock:
+    """Turns decoded frames into VideoFrames on one continuous output clock.
+
+    Each frame's time is its source timestamp (PTS), mapped onto the output clock: the first frame is 0,
+    and each run of continuous source time (a connection; a timestamp jump) is anchored where its first
+    frame arrives, so a reconnection's gap is kept as real time.  The moment a read returned never
+    stamps a frame (only a frame with no timestamp at all).  Paced sources (test sources, real-time
+    files, bursty network sources) are released at their own timestamps; a late frame shifts the pacing
+    rather than releasing a burst.  ``--fps`` keeps at most ``fps`` frames per second of source time.
+    Frames missing between two decoded ones (a timestamp step that spans several usual steps) are ``lost``.
+    """
+
+    def __init__(self, fps: float | None, paced: bool, stop: threading.Event | None = None) -> None:
         self.fps, self.paced = fps, paced
-        self.start = time.perf_counter()
-        self.last_pts, self.next_due = -1, 0.0
-        self.offset: float | None = None  # source time → wall clock, for real-time pacing
-        self.first: float | None = None
+        self.stop = stop or threading.Event()
+        self.origin: float | None = None  # perf_counter of the first frame: output time 0
+        self.last_pts = -1
+        self.lost = 0
+        self.steps: collections.deque[float] = collections.deque(maxlen=31)  # recent source-time steps (s)
+        self.restart()
+
+    def restart(self) -> None:
+        """A new connection (or a timestamp jump): its source time is anchored afresh."""
+        self.offset: float | None = None  # output seconds = source seconds + offset
+        self.release: float | None = None  # pacing: a frame is due at source seconds + release (perf_counter)
+        self.last_src: float | None = None
+        self.next_due = 0.0
+
+    def _count_gap(self, step: float) -> None:
+        """A step well over the usual one (the median of the recent steps) means frames were lost."""
+        if step <= 0:
+            return
+        usual = statistics.median(self.steps) if len(self.steps) >= 3 else None
+        self.steps.append(step)
+        if usual and step > 1.5 * usual:
+            self.lost += round(step / usual) - 1
 
     def stamp(
         self, av_frame: av.VideoFrame, size: tuple[int, int], index: int, colour: ColourTags
     ) -> VideoFrame | None:
-        t_src = float(av_frame.time) if av_frame.time is not None else time.perf_counter() - self.start
+        """The frame on the output clock, or None when ``--fps`` skips it."""
+        t_src = float(av_frame.time) if av_frame.time is not None else time.perf_counter()
+        if self.last_src is not None:
+            step = t_src - self.last_src
+            if step < -1e-3 or step > JUMP_SECONDS:
+                self.restart()
+            else:
+                self._count_gap(step)
+        self.last_src = t_src
         if self.fps:  # --fps: keep at most fps frames per second of source time
             if t_src + 1e-6 < self.next_due:
                 return None
             self.next_due = max(self.next_due + 1 / self.fps, t_src)
         if self.paced:
-            if self.offset is None:
-                self.offset = time.perf_counter() - self.start - t_src
-            delay = t_src + self.offset - (time.perf_counter() - self.start)
+            if self.release is None:
+                self.release = time.perf_counter() - t_src
+            delay = t_src + self.release - time.perf_counter()
             if delay > 0:
-                time.sleep(delay)
+                self.stop.wait(delay)
+            else:
+                self.release -= delay  # late: pace the next frames from this one, never a burst
         image = colour.to_rgb(av_frame, *size)
         now = time.perf_counter()
-        if self.first is None:
-            self.first = now  # output time 0 is the first captured frame
+        if self.origin is None:
+            self.origin = now
+        if self.offset is None:
+            self.offset = (now - self.origin) - t_src
         # At least 1 ms apart: containers with millisecond timestamps (Matroska, FLV) stay increasing too.
-        pts = max(self.last_pts + MIN_FRAME_TICKS, round((now - self.first) / LIVE_TIME_BASE))
+        pts = max(self.last_pts + MIN_FRAME_TICKS, round((t_src + self.offset) / LIVE_TIME_BASE))
         self.last_pts = pts
         return VideoFrame(image=image, pts=pts, time_base=LIVE_TIME_BASE, index=index, captured_at=now)
