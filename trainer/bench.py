@@ -73,31 +73,26 @@ class TrainBenchReport:
 # ----------------------------------------------------------------------------- the data
 
 
-def noise_images(folder: Path, count: int, side: int, seed: int) -> Path:
-    """``count`` RGB noise PNGs of ``side``² (the step's cost does not depend on what the pictures show)."""
+def noise_images(folder: Path, count: int, height: int, width: int, seed: int) -> Path:
+    """``count`` RGB noise PNGs (the step's cost does not depend on what the pictures show; the dataset
+    resizes them to the recipe's load size as it would any image)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for i in range(count):
-        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(folder / f"{i:04d}.png")
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(folder / f"{i:04d}.png")
     return folder
 
 
 def data_options(options: TrainBenchOptions, scratch: Path) -> DataOptions:
-    """The bench's data: the folders asked for, or generated noise for cyclegan and pix2pix."""
+    """The bench's data: the folders asked for, or generated noise for cyclegan and pix2pix (A|B pairs)."""
     crop, need = options.crop_size, (options.warmup + options.iterations) * options.batch_size + 1
-    load = round(crop * 286 / 256)
     if options.dataroot is not None or options.data is not None:
         return DataOptions(dataroot=options.dataroot, data=options.data, crop_size=crop)
     if options.model == "cyclegan":
-        return DataOptions(data_a=noise_images(scratch / "A", need, load, 1), data_b=noise_images(scratch / "B", need,
-                           load, 2), crop_size=crop)
+        return DataOptions(data_a=noise_images(scratch / "A", need, crop, crop, 1),
+                           data_b=noise_images(scratch / "B", need, crop, crop, 2), crop_size=crop)
     if options.model == "pix2pix":
-        pairs = scratch / "AB"
-        pairs.mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng(3)
-        for i in range(need):
-            Image.fromarray(rng.integers(0, 256, (load, 2 * load, 3), dtype=np.uint8)).save(pairs / f"{i:04d}.png")
-        return DataOptions(data=pairs, crop_size=crop)
+        return DataOptions(data=noise_images(scratch / "AB", need, crop, 2 * crop, 3), crop_size=crop)
     raise CycleStreamError(f"bench train --model {options.model}: give its images with --data or --dataroot")
 
 

@@ -6,9 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cyclestream.engine.options import DEVICE_HELP, Options, comma_list, option, progress_option, valid_device
-
-MODE_NAMES = ("eager fp32", "eager+cl fp32", "compile fp32", "compile+cl fp32", "eager bf16", "eager+cl bf16",
-              "compile bf16", "compile+cl bf16", "eager fp16", "eager+cl fp16", "compile fp16", "compile+cl fp16")
+from cyclestream.trainer.speed import MODE_NAMES
 
 
 def parse_mode(text: str) -> str:

@@ -20,12 +20,12 @@ import torch
 
 from cyclestream.engine.checkpoint import save_model
 from cyclestream.engine.models.cut import CutGenerator, CutSpec
-from cyclestream.trainer.cut_networks import AntialiasedDiscriminator, PatchSampler, init_xavier, patch_nce
+from cyclestream.trainer.cut_networks import AntialiasedDiscriminator, PatchSampler, patch_nce
 from cyclestream.trainer.cut_options import RECIPES, nce_layers
 from cyclestream.trainer.cyclegan import domain_names
 from cyclestream.trainer.data import UnalignedDataset, scan_images, unaligned_folders
 from cyclestream.trainer.losses import GANLoss
-from cyclestream.trainer.networks import set_requires_grad
+from cyclestream.trainer.networks import init_weights, set_requires_grad
 from cyclestream.trainer.options import TrainOptions
 from cyclestream.trainer.plot import grid
 from cyclestream.trainer.task import Runtime, Task
@@ -96,13 +96,11 @@ class CUTTask(Task):
         self.domains = domain_names(options, folder_a, folder_b)
         self.nce = NCESettings.of(options)
         self.spec = cut_spec(options)
-        self.add_net("G", init_xavier(CutGenerator(self.spec), m.init_gain))
-        self.add_net(
-            "F", init_xavier(PatchSampler(feature_channels(self.spec, self.nce.layers), m.netf_nc), m.init_gain)
-        )
-        self.add_net(
-            "D", init_xavier(AntialiasedDiscriminator(3, m.ndf, m.n_layers_d, m.norm or "instance"), m.init_gain)
-        )
+        self.add_net("G", init_weights(CutGenerator(self.spec), m.init_gain, "xavier"))
+        heads = PatchSampler(feature_channels(self.spec, self.nce.layers), m.netf_nc)
+        self.add_net("F", init_weights(heads, m.init_gain, "xavier"))
+        critic = AntialiasedDiscriminator(3, m.ndf, m.n_layers_d, m.norm or "instance")
+        self.add_net("D", init_weights(critic, m.init_gain, "xavier"))
         self.add_optimizer("G", ["G"])
         self.add_optimizer("D", ["D"])
         if self.nce.lambda_nce > 0:

@@ -93,23 +93,3 @@ def patch_nce(feat_q: torch.Tensor, feat_k: torch.Tensor, batch: int, temperatur
     negatives = negatives.masked_fill(torch.eye(n, device=q.device, dtype=torch.bool)[None], -10.0).view(-1, n)
     logits = torch.cat((positive, negatives), dim=1) / temperature
     return F.cross_entropy(logits, torch.zeros(patches, dtype=torch.long, device=q.device), reduction="none")
-
-
-def init_xavier(net: nn.Module, gain: float = 0.02) -> nn.Module:
-    """The reference's ``init_type=xavier``: conv/linear weights Xavier-normal with ``gain``, biases 0;
-    BatchNorm weights N(1, gain), biases 0.  Draws from torch's global generator."""
-
-    def init(m: nn.Module) -> None:
-        name = type(m).__name__
-        weight = getattr(m, "weight", None)
-        if weight is None:
-            return
-        if "Conv" in name or "Linear" in name:
-            nn.init.xavier_normal_(weight, gain=gain)
-            if getattr(m, "bias", None) is not None:
-                nn.init.constant_(m.bias, 0.0)
-        elif "BatchNorm2d" in name:
-            nn.init.normal_(weight, 1.0, gain)
-            nn.init.constant_(m.bias, 0.0)
-
-    return net.apply(init)

@@ -463,14 +463,13 @@ class PendingLosses:
     def flush(self) -> None:
         if not self.entries:
             return
-        names = [list(losses) for _, losses in self.entries]
         tensors = [v.detach().float().reshape(()) for _, losses in self.entries for v in losses.values()
                    if isinstance(v, torch.Tensor)]
         read = iter(torch.stack(tensors).cpu().tolist() if tensors else [])
         seconds = (time.perf_counter() - self.since) / len(self.entries)
         last: dict[str, float] = {}
-        for (entry, losses), keys in zip(self.entries, names, strict=True):
-            last = {k: next(read) if isinstance(losses[k], torch.Tensor) else float(losses[k]) for k in keys}
+        for entry, losses in self.entries:  # the order in which the tensors were stacked
+            last = {k: next(read) if isinstance(v, torch.Tensor) else float(v) for k, v in losses.items()}
             if self.runlog is not None:
                 self.runlog.write({**entry, **last, "seconds": seconds})
         if self.show:
@@ -501,7 +500,7 @@ def _iterate(task: Task, options: TrainOptions, runtime: Runtime, position: Posi
         per_epoch = math.ceil(sampler.num_samples / batch_size)
         loader = DataLoader(task.dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                             generator=torch.Generator().manual_seed(run.seed + epoch),
-                            pin_memory=task.device.type == "cuda", persistent_workers=False)
+                            pin_memory=task.device.type == "cuda")
         bar = tqdm(total=per_epoch, initial=position.epoch_iter, desc=f"epoch {epoch + 1}/{total}", unit="it",
                    disable=not show, dynamic_ncols=True, leave=False)
         pending = PendingLosses(runlog, bar, show)

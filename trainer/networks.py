@@ -62,9 +62,12 @@ class DCGANDiscriminator(nn.Module):
         return self.main(x).flatten()
 
 
-def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
-    """The official ``init_type=normal``: conv/linear weights N(0, gain), biases 0; BatchNorm
-    weights N(1, gain), biases 0.  Draws from torch's global generator (seed it first)."""
+def init_weights(net: nn.Module, gain: float = 0.02, init_type: str = "normal") -> nn.Module:
+    """The official ``init_type=normal`` (conv/linear weights N(0, gain)) or ``xavier`` (Xavier-normal with
+    ``gain``, CUT's default); biases 0; BatchNorm weights N(1, gain), biases 0.  Draws from torch's global
+    generator (seed it first)."""
+    if init_type not in ("normal", "xavier"):
+        raise ValueError(f"init_type {init_type!r}: expected normal or xavier")
 
     def init(m: nn.Module) -> None:
         name = type(m).__name__
@@ -72,7 +75,10 @@ def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
         if weight is None:
             return
         if "Conv" in name or "Linear" in name:
-            nn.init.normal_(weight, 0.0, gain)
+            if init_type == "xavier":
+                nn.init.xavier_normal_(weight, gain=gain)
+            else:
+                nn.init.normal_(weight, 0.0, gain)
             if getattr(m, "bias", None) is not None:
                 nn.init.constant_(m.bias, 0.0)
         elif "BatchNorm2d" in name:

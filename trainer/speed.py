@@ -65,6 +65,11 @@ class Speed:
         return asdict(self)
 
 
+# Every mode's name, in the order a bench times them (``compile+cl bf16``); torch-free, for option checks.
+MODE_NAMES = tuple(Speed(precision=p, compile=c, channels_last=cl).name
+                   for p in ("fp32", "bf16", "fp16") for c in (False, True) for cl in (False, True))
+
+
 def modes(device_type: str, *, bf16: bool) -> list[Speed]:
     """The modes a bench measures on a device: eager and compiled, contiguous and channels-last, fp32 and the
     reduced precisions it has (``bf16``: the CPU or GPU has bf16 instructions; fp16 on CUDA)."""
@@ -202,13 +207,6 @@ def plan_speed(options: TrainOptions, device: torch.device, *, cache_dir: Path |
             "; compile and channels-last stay off until `cyclestream bench train` (the same --model, network "
             "sizes, --crop-size and --batch-size) has measured them on this machine")
     return concrete(precision, compiled, cl, device), f"{precision}: {why}{hint}"
-
-
-def check_precision(precision: str, device: torch.device) -> str | None:
-    """One line when an asked precision cannot run fast (or at all) on ``device``, else None."""
-    if precision == "fp16" and device.type != "cuda":
-        return f"--precision fp16 needs a CUDA device (training on {device})"
-    return None
 
 
 def bf16_warning(speed: Speed, device: torch.device) -> str | None:

@@ -20,7 +20,7 @@ from cyclestream.trainer.options import TrainOptions
 from tests.engine.models.test_cut_family import reference_generator
 from tests.trainer.cut_reference import CUTModel, PatchSampleF, reference_discriminator
 from tests.trainer.helpers import Killed, assert_same_runs, kill_at
-from tests.trainer.test_train_objective import CPU, assert_close, batches
+from tests.trainer.test_train_objective import CPU, assert_close, assert_same_adam_moments, batches
 
 
 class Coin:
@@ -113,20 +113,7 @@ def test_the_step_is_the_reference_optimize_parameters(
         for key, value in ref.state_dict().items():
             assert_close(mine[prefix + key], value, f"{name}.{key}")
     optimizers = {"G": reference.optimizer_G, "D": reference.optimizer_D, "F": reference.optimizer_F}
-    for name, ref_opt in optimizers.items():
-        opt = task.optimizers[name]
-        params = [p for group in opt.param_groups for p in group["params"]]
-        ref_params = [p for group in ref_opt.param_groups for p in group["params"]]
-        assert len(params) == len(ref_params)
-        for i, (p, q) in enumerate(zip(params, ref_params, strict=True)):
-            for moment in ("exp_avg", "exp_avg_sq"):
-                torch.testing.assert_close(
-                    opt.state[p][moment],
-                    ref_opt.state[q][moment],
-                    rtol=1e-5,
-                    atol=1e-8,
-                    msg=lambda s, n=name, i=i, mo=moment: f"optimizer {n}[{i}].{mo}: {s}",
-                )
+    assert_same_adam_moments(task, optimizers, rtol=1e-5, atol=1e-8)
 
 
 def test_the_recipes_of_cut_and_fastcut(tiny: Callable[..., TrainOptions]) -> None:

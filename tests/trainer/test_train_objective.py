@@ -74,10 +74,10 @@ def run_both(task: Task, reference: Any, data: list[dict[str, torch.Tensor]],
     return got, want
 
 
-def assert_close(a: torch.Tensor, b: torch.Tensor, where: str) -> None:
+def assert_close(a: torch.Tensor, b: torch.Tensor, where: str, rtol: float = 1e-6, atol: float = 1e-7) -> None:
     assert a.shape == b.shape and a.dtype == b.dtype, where
     if a.is_floating_point():
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=lambda m: f"{where}: {m}")
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol, msg=lambda m: f"{where}: {m}")
     else:
         assert torch.equal(a, b), where
 
@@ -92,6 +92,12 @@ def assert_same_training(task: Task, nets: dict[str, nn.Module], optimizers: dic
         mine = task.nets[name].state_dict()
         for key, value in ref.state_dict().items():
             assert_close(mine[key], value, f"{name}.{key}")
+    assert_same_adam_moments(task, optimizers)
+
+
+def assert_same_adam_moments(task: Task, optimizers: dict[str, torch.optim.Optimizer], rtol: float = 1e-6,
+                             atol: float = 1e-7) -> None:
+    """Each of the task's optimisers holds the reference's Adam moments, parameter by parameter."""
     for name, ref_opt in optimizers.items():
         opt = task.optimizers[name]
         params = [p for group in opt.param_groups for p in group["params"]]
@@ -99,7 +105,8 @@ def assert_same_training(task: Task, nets: dict[str, nn.Module], optimizers: dic
         assert len(params) == len(ref_params)
         for i, (p, q) in enumerate(zip(params, ref_params, strict=True)):
             for moment in ("exp_avg", "exp_avg_sq"):
-                assert_close(opt.state[p][moment], ref_opt.state[q][moment], f"optimizer {name}[{i}].{moment}")
+                assert_close(opt.state[p][moment], ref_opt.state[q][moment], f"optimizer {name}[{i}].{moment}",
+                             rtol, atol)
 
 
 @pytest.mark.parametrize(("gan_mode", "batch", "lambda_identity", "steps"),
