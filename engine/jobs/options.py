@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cyclestream.engine.backends.options import RunOptions
-from cyclestream.engine.media.encode_options import EncodeOptions
+from cyclestream.engine.media.encode_options import LIVE_ENCODE, EncodeOptions
 from cyclestream.engine.options import Options, option, progress_option
 from cyclestream.engine.temporal import METHODS
 
@@ -75,7 +75,6 @@ class BatchOptions(Options):
             raise self.fail("workers", "workers and gpus_per_worker need --ray (ray='local': several workers here)")
 
 
-LIVE_ENCODE = EncodeOptions(codec="libx264", crf=23, preset="veryfast", encoder_tune="zerolatency")
 
 
 @dataclass(frozen=True, kw_only=True)

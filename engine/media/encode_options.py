@@ -21,3 +21,8 @@ class EncodeOptions(Options):
                                           "(None: from the name)")
     container_options: tuple[tuple[str, str], ...] = option((), flag="", help="muxer options, e.g. "
                                                             "(('movflags', 'frag_keyframe'),)")
+
+
+# The encoding of live output (``stream``): quick to start, no frame held back by the encoder.  Its crf,
+# preset and tune are the live job's own defaults, left out quietly for an encoder without such options.
+LIVE_ENCODE = EncodeOptions(codec="libx264", crf=23, preset="veryfast", encoder_tune="zerolatency")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cyclestream.engine.errors import CycleStreamError
-from cyclestream.engine.media.encode_options import EncodeOptions
+from cyclestream.engine.media.encode_options import LIVE_ENCODE, EncodeOptions
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.probe import VideoInfo
 from cyclestream.engine.media.sinks import Sink, VideoFileSink
@@ -86,12 +86,13 @@ def open_live_sink(target: str, info: VideoInfo, encode: EncodeOptions) -> Itera
         fmt = encode.container_format or _SINK_FORMATS.get(scheme)
         if fmt is None:
             raise CycleStreamError(f"unsupported sink scheme {scheme}:// (udp, srt, tcp, rtp, rtmp, rtsp)")
-        sink = VideoFileSink(target, info, options=dataclasses.replace(encode, container_format=fmt))
+        sink = VideoFileSink(target, info, options=dataclasses.replace(encode, container_format=fmt),
+                             defaults=LIVE_ENCODE)
     else:
         path = Path(target)
         encode, description = recording_options(path, encode)
         path.parent.mkdir(parents=True, exist_ok=True)
-        sink = VideoFileSink(path, info, options=encode)
+        sink = VideoFileSink(path, info, options=encode, defaults=LIVE_ENCODE)
         log.info("recording to %s (%s: playable even if interrupted)", path, description)
     try:
         yield sink

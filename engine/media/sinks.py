@@ -26,16 +26,12 @@ def encoder_options(codec: str) -> dict[str, Any]:
         return {}
 
 
-def _default(name: str) -> object:
-    return EncodeOptions.__dataclass_fields__[name].default
-
-
 def _quality_knob(known: dict[str, Any]) -> str | None:
     """The encoder's constant-quality option: ``crf``, else ``cq`` (NVENC); None when it has neither."""
     return next((k for k in ("crf", "cq") if k in known), None)
 
 
-def _codec_options(opts: EncodeOptions) -> dict[str, str]:
+def _codec_options(opts: EncodeOptions, defaults: EncodeOptions) -> dict[str, str]:
     known = encoder_options(opts.codec)
     out: dict[str, str] = {}
     knob = _quality_knob(known)
@@ -46,7 +42,7 @@ def _codec_options(opts: EncodeOptions) -> dict[str, str]:
     if (
         opts.preset
         and "preset" in known
-        and (opts.preset != _default("preset") or known["preset"].type.name == "STRING")
+        and (opts.preset != defaults.preset or known["preset"].type.name == "STRING")
     ):
         out["preset"] = opts.preset
     if opts.encoder_tune and "tune" in known:
@@ -58,17 +54,19 @@ def _codec_options(opts: EncodeOptions) -> dict[str, str]:
     return out
 
 
-def check_quality(options: EncodeOptions) -> None:
+def check_quality(options: EncodeOptions, defaults: EncodeOptions | None = None) -> None:
     """``--crf``, ``--preset`` and the tune asked of the encoder's own options: within its range (x264 and
-    x265 take any float but clamp above 51), refused in one line by an encoder that has no such option
-    (the declared defaults are left out quietly for such an encoder)."""
+    x265 take any float but clamp above 51), refused in one line by an encoder that has no such option.
+    ``defaults``: the job's declared encoding (``EncodeOptions()``; live output: ``LIVE_ENCODE``), whose
+    values are left out quietly for such an encoder."""
+    defaults = EncodeOptions() if defaults is None else defaults
     known = encoder_options(options.codec)
     if not known and options.codec not in av.codecs_available:
         return  # check_video_codec names the unknown encoder
     knob = _quality_knob(known)
     if options.crf is not None:
         if knob is None:
-            if options.crf != _default("crf"):
+            if options.crf != defaults.crf:
                 raise MediaError(
                     f"{options.codec} has no constant-quality option: --crf {options.crf} cannot be "
                     "given to it (leave --crf out, or pick an encoder such as libx264)"
@@ -78,9 +76,9 @@ def check_quality(options: EncodeOptions) -> None:
             top = int(top) if 0 < top <= 63 else 51
             if not 0 <= options.crf <= top:
                 raise MediaError(f"--crf for {options.codec} must be between 0 and {top}, got {options.crf}")
-    if options.preset and "preset" not in known and options.preset != _default("preset"):
+    if options.preset and "preset" not in known and options.preset != defaults.preset:
         raise MediaError(f"{options.codec} has no preset option: --preset {options.preset} cannot be given to it")
-    if options.encoder_tune and "tune" not in known:
+    if options.encoder_tune and "tune" not in known and options.encoder_tune != defaults.encoder_tune:
         raise MediaError(f"{options.codec} has no tune option: tune {options.encoder_tune!r} cannot be given to it")
 
 
@@ -128,13 +126,15 @@ class VideoFileSink:
         *,
         passthrough: Passthrough | None = None,
         options: EncodeOptions | None = None,
+        defaults: EncodeOptions | None = None,
         label: str = "",
     ) -> None:
         passthrough = Passthrough() if passthrough is None else passthrough
         options = EncodeOptions() if options is None else options
+        defaults = EncodeOptions() if defaults is None else defaults  # the job's own encoding (check_quality)
         label = label or (path.name if isinstance(path, Path) else path)  # the user's name, not the temporary one
         check_video_codec(options.codec)
-        check_quality(options)
+        check_quality(options, defaults)
         pix_fmt = options.pix_fmt
         if pix_fmt == "yuv420p" and (info.width % 2 or info.height % 2):
             log.warning("odd frame size %dx%d cannot be 4:2:0; encoding yuv444p", info.width, info.height)
@@ -153,7 +153,7 @@ class VideoFileSink:
             self.stream.time_base = info.time_base
             ctx = self.stream.codec_context
             ctx.time_base = info.time_base
-            ctx.options = _codec_options(options)
+            ctx.options = _codec_options(options, defaults)
             if self.colour is not None:
                 self.colour.tag(ctx, pix_fmt)
             if info.sample_aspect_ratio:
