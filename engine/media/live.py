@@ -55,18 +55,22 @@ class SourceSpec:
         return self.kind != "file"
 
     @property
+    def scheme(self) -> str:
+        """A network source's protocol (``udp``, ``http``...), lower case; "" for other kinds."""
+        return self.url.split("://", 1)[0].lower() if self.kind == "network" else ""
+
+    @property
     def open_in_slices(self) -> bool:
         """Whether opening means waiting for datagrams to arrive (UDP, RTP): then a silent open can be cut
         into short attempts and retried at no loss.  A handshake (RTSP, HTTP, RTMP, even a listening RTMP
         server) cut short fails instead, so those open in one attempt."""
-        scheme = self.url.split("://", 1)[0].lower()
-        return self.kind == "network" and scheme in ("udp", "rtp")
+        return self.scheme in ("udp", "rtp")
 
     @property
     def bursty(self) -> bool:
         """Whether the source arrives in bursts rather than at its frame rate: HLS, DASH and progressive
         HTTP fetch whole segments at once.  Such a source is paced by its own timestamps."""
-        return self.kind == "network" and self.url.split("://", 1)[0].lower() in ("http", "https")
+        return self.scheme in ("http", "https")
 
 
 def parse_source(

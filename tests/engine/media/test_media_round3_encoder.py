@@ -4,7 +4,6 @@ back with ``ffprobe`` and PyAV."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,6 +16,7 @@ from cyclestream.engine.errors import MediaError
 from cyclestream.engine.jobs.translate import TranslateOptions, translate
 from cyclestream.engine.media.encode_options import EncodeOptions
 from tests.engine.jobs.test_real_world_video import decoded, model_output
+from tests.engine.media.ffprobe import ffprobe_streams
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("ffmpeg") and shutil.which("ffprobe")),
@@ -47,16 +47,6 @@ def _clip(path: Path) -> Path:
     return path
 
 
-def _probe(path: Path) -> dict:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(path)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return json.loads(out)["streams"][0]
-
-
 def test_crf_zero_reaches_libx264rgb(tiny_model: Path, tmp_path: Path) -> None:
     src = _clip(tmp_path / "in.mkv")
     out = tmp_path / "out.mkv"
@@ -67,7 +57,7 @@ def test_crf_zero_reaches_libx264rgb(tiny_model: Path, tmp_path: Path) -> None:
     )
     translate(src, out, tiny_model, options)
 
-    stream = _probe(out)
+    stream = ffprobe_streams(out)[0]
     assert stream["codec_name"] == "h264" and stream["pix_fmt"] in ("rgb24", "gbrp")  # RGB, not 4:2:0
     expected = model_output(tiny_model, decoded(src))
     got = np.stack(decoded(out))
@@ -104,4 +94,4 @@ def test_declared_defaults_are_quiet_for_an_encoder_without_them(tiny_model: Pat
         tiny_model,
         TranslateOptions(temporal="off", progress=False, encode=EncodeOptions(codec="ffv1", pix_fmt="bgr0")),
     )
-    assert _probe(out)["codec_name"] == "ffv1"
+    assert ffprobe_streams(out)[0]["codec_name"] == "ffv1"

@@ -3,7 +3,6 @@ table).  The input comes from Debian's ``ffmpeg``; the output is read back with 
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cyclestream.engine.jobs.translate import TranslateOptions, translate
+from tests.engine.media.ffprobe import ffprobe_streams
 from tests.engine.media_checks import audio_packets
 
 pytestmark = pytest.mark.skipif(
@@ -27,23 +27,13 @@ def _clip_with_aac(path: Path) -> Path:
     return path
 
 
-def _streams(path: Path) -> list[dict]:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(path)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return json.loads(out)["streams"]
-
-
 def test_aac_is_kept_in_a_ts_output(tiny_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     src = _clip_with_aac(tmp_path / "in.mp4")
     out = tmp_path / "out.ts"
     with caplog.at_level(logging.WARNING, logger="cyclestream"):
         translate(src, out, tiny_model, TranslateOptions(temporal="off", progress=False))
 
-    kinds = [(s["codec_type"], s["codec_name"]) for s in _streams(out)]
+    kinds = [(s["codec_type"], s["codec_name"]) for s in ffprobe_streams(out)]
     assert kinds == [("video", "h264"), ("audio", "aac")]
     assert "cannot hold" not in caplog.text
     # Copied, not re-encoded: the same AAC frames, each behind the 7-byte ADTS header MPEG-TS carries.
