@@ -20,6 +20,7 @@ more than its own size.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pickle
@@ -71,10 +72,29 @@ class LoadedModel:
 # ----------------------------------------------------------------------------- reading files
 
 
-def _torch_load(model_file: ModelFile) -> dict[str, torch.Tensor]:
+# A training checkpoint of rosinality/stylegan2-pytorch: the models' state dicts beside the optimisers'
+# and its argparse.Namespace (plain attributes, the one class allowed to the weights-only unpickler, and
+# only for these loads); the generator used for sampling is "g_ema", else "g".
+TRAINING_GENERATORS = ("g_ema", "g")
+TRAINING_EXTRAS = ("latent_avg",)  # tensors kept beside the generator (the mean w of converted files)
+
+
+def _training_generator(obj: dict[Any, Any]) -> tuple[dict[Any, Any], dict[str, torch.Tensor]]:
+    """A training checkpoint's generator state dict and its extra tensors; other dicts unchanged."""
+    for name in TRAINING_GENERATORS:
+        state = obj.get(name)
+        if isinstance(state, dict) and state:
+            extras = {k: v for k in TRAINING_EXTRAS if isinstance(v := obj.get(k), torch.Tensor)}
+            return state, extras
+    return obj, {}
+
+
+def _torch_load(model_file: ModelFile, extras: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The state dict a file holds; ``extras`` receives a training checkpoint's extra tensors."""
     path = model_file.path
     try:
-        obj = torch.load(model_file.file, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(model_file.file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Unsupported global" in str(e):  # the weights-only unpickler met a class or function
             raise pickled_objects(path) from None
@@ -83,6 +103,10 @@ def _torch_load(model_file: ModelFile) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first_line(e)})") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
+    if isinstance(obj, dict):
+        obj, found = _training_generator(obj)
+        if extras is not None:
+            extras.update(found)
     if not isinstance(obj, dict) or not obj:
         raise CheckpointError(f"{path} does not hold a state dict (found {type(obj).__name__})")
     nested = [k for k, v in obj.items() if isinstance(v, dict) and k != "_metadata"]
@@ -173,10 +197,17 @@ def _built(spec: FamilySpec, state: dict[str, torch.Tensor]) -> nn.Module:
 
 
 def _load_official(model_file: ModelFile) -> LoadedModel:
-    state = clean_official_state_dict(_torch_load(model_file))
+    extras: dict[str, torch.Tensor] = {}
+    state = clean_official_state_dict(_torch_load(model_file, extras))
     spec = _recognised(state, model_file.path)
     keys = _fitting_keys(spec, {k: tuple(v.shape) for k, v in state.items()}, model_file.path)
     generator = _built(spec, {k: state[k].float() for k in keys})
+    average = extras.get("latent_avg")
+    if average is not None and hasattr(generator, "mean_latent"):  # a StyleGAN2's mean w, for truncation
+        size = spec.family.conditioning[0].size(spec)
+        if average.numel() != size:
+            raise CheckpointError(f"{model_file.path}: latent_avg has {average.numel()} values, not {size}")
+        generator.mean_latent = average.float().reshape(1, size)
     return LoadedModel(generator, spec, model_file.path, "official", {"source": spec.family.published_by})
 
 

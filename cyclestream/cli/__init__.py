@@ -15,13 +15,14 @@ import os
 import sys
 
 from cyclestream.bundled import DEFAULT_MODEL, DEMO_CLIP, STUDENT_MODEL
-from cyclestream.cli import batch, bench, model, serve, stream, stylize, train, translate, tune
+from cyclestream.cli import batch, bench, generate, model, serve, stream, stylize, train, translate, tune
 
 __all__ = ["DEFAULT_MODEL", "DEMO_CLIP", "STUDENT_MODEL", "build_parser", "main"]
 
 log = logging.getLogger("cyclestream")
 
-COMMANDS = [translate, batch, stream, serve, bench, tune, model, train, stylize]  # the order of `cyclestream --help`
+# the order of `cyclestream --help`
+COMMANDS = [translate, batch, stream, serve, bench, tune, model, train, stylize, generate]
 
 
 def build_parser() -> argparse.ArgumentParser:
