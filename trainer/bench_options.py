@@ -40,8 +40,9 @@ class TrainBenchOptions(Options):
     rounds: int = option(1, min=1, help="time every mode this many times, in turns (medians of the rounds)")
     threads: int | None = option(None, min=1, default_text="torch's choice", help="torch threads")
     device: str = option("auto", help=DEVICE_HELP)
-    record: bool = option(True, help="record the measured speeds so that `train --precision/--compile/"
-                          "--channels-last auto` pick the fastest on this machine for this configuration")
+    record: bool = option(True, help="written record of the measured speeds, for `train --precision/"
+                          "--compile/--channels-last auto` to pick the fastest on this machine for this "
+                          "configuration")
     progress: bool = progress_option()
 
     def check(self) -> None:
