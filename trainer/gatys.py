@@ -54,7 +54,6 @@ def _image(path: Path, what: str) -> torch.Tensor:
 
 def stylize(content: Path, out: Path, options: StylizeOptions) -> StylizeResult:
     """Optimise ``content`` towards ``options.style``'s style; write the result to ``out``."""
-    assert options.style is not None and options.vgg is not None
     content, out = Path(content), Path(out)
     check_not_input(content, out)
     device = torch.device(resolve_device(options.device))

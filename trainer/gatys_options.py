@@ -14,9 +14,8 @@ class StylizeOptions(Options):
     """The style image, the VGG, and the optimisation (the PyTorch neural style tutorial's settings: VGG
     conv1_1..conv3_1 for style, conv2_2 for content, weights 1e6 and 1, L-BFGS from the content image)."""
 
-    style: Path | None = option(None, help="the style image")
-    vgg: Path | None = option(
-        None,
+    style: Path = option(help="the style image")
+    vgg: Path = option(
         help="torchvision VGG19/VGG16 ImageNet state dict (https://download.pytorch.org/models/vgg19-dcbb9e9d.pth)",
     )
     steps: int = option(300, min=1, help="loss evaluations (L-BFGS) or iterations (Adam)")
@@ -30,8 +29,3 @@ class StylizeOptions(Options):
     )
     device: str = option("auto", help=DEVICE_HELP)
     progress: bool = progress_option()
-
-    def check(self) -> None:
-        for name in ("style", "vgg"):
-            if getattr(self, name) is None:
-                raise self.fail(name, "is required")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import pkgutil
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +25,17 @@ from cyclestream.engine.options import (
     resolve_device,
 )
 
-# Every module that declares options (imported so that Options.__subclasses__ sees them all).
-OPTION_MODULES = [
-    "cyclestream.engine.backends.options",
-    "cyclestream.engine.media.encode_options",
-    "cyclestream.engine.jobs.options",
-    "cyclestream.engine.jobs.bench_options",
-    "cyclestream.engine.jobs.export_options",
-    "cyclestream.engine.serve.options",
-    "cyclestream.trainer.options",
-    "cyclestream.trainer.distill_options",
-    "cyclestream.trainer.evaluate_options",
-    "cyclestream.trainer.datasets.options",
-]
+
+def option_modules() -> list[str]:
+    """Every module of the package that declares options (``options.py``, ``*_options.py``): the walk
+    below sees all of them, whichever tests ran before."""
+    import cyclestream
+
+    return sorted(m.name for m in pkgutil.walk_packages(cyclestream.__path__, "cyclestream.")
+                  if m.name.rpartition(".")[2].endswith("options"))
+
+
+OPTION_MODULES = option_modules()
 
 
 def all_option_classes() -> list[type[Options]]:
