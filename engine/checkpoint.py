@@ -201,14 +201,26 @@ def _load_official(model_file: ModelFile) -> LoadedModel:
     state = clean_official_state_dict(_torch_load(model_file, extras))
     spec = _recognised(state, model_file.path)
     keys = _fitting_keys(spec, {k: tuple(v.shape) for k, v in state.items()}, model_file.path)
-    generator = _built(spec, {k: state[k].float() for k in keys})
+    generator = _with_extras(_built(spec, {k: state[k].float() for k in keys}), spec, extras, model_file.path)
+    return LoadedModel(generator, spec, model_file.path, "official", {"source": spec.family.published_by})
+
+
+def _with_extras(generator: nn.Module, spec: FamilySpec, extras: Mapping[str, torch.Tensor], path: Path) -> nn.Module:
+    """``generator`` given the tensors kept beside its weights: a StyleGAN2's mean w (``latent_avg``), which
+    truncation pulls towards."""
     average = extras.get("latent_avg")
-    if average is not None and hasattr(generator, "mean_latent"):  # a StyleGAN2's mean w, for truncation
+    if average is not None and hasattr(generator, "mean_latent"):
         size = spec.family.conditioning[0].size(spec)
         if average.numel() != size:
-            raise CheckpointError(f"{model_file.path}: latent_avg has {average.numel()} values, not {size}")
+            raise CheckpointError(f"{path}: latent_avg has {average.numel()} values, not {size}")
         generator.mean_latent = average.float().reshape(1, size)
-    return LoadedModel(generator, spec, model_file.path, "official", {"source": spec.family.published_by})
+    return generator
+
+
+def _extra_tensors(generator: nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors of ``generator`` that are not in its state dict but are kept in its file (TRAINING_EXTRAS)."""
+    average = getattr(generator, "mean_latent", None)
+    return {} if average is None else {"latent_avg": average.reshape(-1)}
 
 
 def _metadata(model_file: ModelFile) -> dict[str, Any]:
@@ -255,13 +267,16 @@ def _load_cyclestream(model_file: ModelFile) -> LoadedModel:
     blocks = spec.family.min_tensors(spec)
     if blocks > len(model_file.tensors):  # every block has weights: its modules are not even built
         raise CheckpointError(f"{path}: metadata declares {blocks} blocks for {len(model_file.tensors)} tensors")
-    keys = _fitting_keys(spec, model_file.tensors, path)
+    tensors = {k: v for k, v in model_file.tensors.items() if k not in TRAINING_EXTRAS}
+    keys = _fitting_keys(spec, tensors, path)
+    extras = [k for k in TRAINING_EXTRAS if k in model_file.tensors]
     try:
         with safe_open(str(path), framework="pt") as f:
             state = {k: f.get_tensor(k).float() for k in keys}
+            kept = {k: f.get_tensor(k) for k in extras}
     except Exception as e:
         raise CheckpointError(f"{path}: cannot read weights ({first_line(e)})") from None
-    return LoadedModel(_built(spec, state), spec, path, "cyclestream", meta)
+    return LoadedModel(_with_extras(_built(spec, state), spec, kept, path), spec, path, "cyclestream", meta)
 
 
 def load_model(path: str | os.PathLike[str]) -> LoadedModel:
@@ -284,6 +299,7 @@ def save_model(
     meta = {"format_version": FORMAT_VERSION, **(metadata or {}), "generator": spec.to_dict()}
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in generator.state_dict().items()}
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    state.update({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in _extra_tensors(generator).items()})
     target = Path(path)
     with atomic_output(target) as tmp:
         save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -284,20 +285,48 @@ class StyleGAN2Generator(nn.Module):
         z = torch.randn(samples, self.spec.style_dim, generator=g).to(self.input.input)
         return self.mapping(z).mean(0, keepdim=True)
 
-    def synthesis(self, w: torch.Tensor) -> torch.Tensor:
-        """w (N, style_dim), the same at every layer, → image; the noise is the fixed buffers."""
-        noise = [getattr(self.noises, f"noise_{i}") for i in range(2 * self.spec.levels + 1)]
+    @property
+    def latents(self) -> int:
+        """How many w a synthesis reads (the reference's ``n_latent``): each to-RGB shares its w with the next
+        styled convolution."""
+        return 2 * self.spec.levels + 2
+
+    def random_noise(self, batch: int) -> list[torch.Tensor]:
+        """Fresh noise for every styled convolution, per sample (the reference's training draws)."""
+        return [torch.randn(batch, *getattr(self.noises, f"noise_{i}").shape[1:], device=self.input.input.device)
+                for i in range(2 * self.spec.levels + 1)]  # fmt: skip
+
+    def synthesis(self, w: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """w → image.  w is (N, style_dim), the same at every layer, or (N, latents, style_dim), one per
+        layer (style mixing); the noise is the fixed buffers unless ``noise`` is given."""
+        if noise is None:
+            noise = [getattr(self.noises, f"noise_{i}") for i in range(2 * self.spec.levels + 1)]
+
+        def at(i: int) -> torch.Tensor:
+            return w[:, i] if w.dim() == 3 else w
+
         out = self.input.input.expand(w.shape[0], -1, -1, -1)
-        out = self.conv1(out, w, noise[0])
-        skip = self.to_rgb1(out, w)
+        out = self.conv1(out, at(0), noise[0])
+        skip = self.to_rgb1(out, at(1))
         for k, to_rgb in enumerate(self.to_rgbs):
-            out = self.convs[2 * k](out, w, noise[2 * k + 1])
-            out = self.convs[2 * k + 1](out, w, noise[2 * k + 2])
-            skip = to_rgb(out, w, skip)
+            out = self.convs[2 * k](out, at(2 * k + 1), noise[2 * k + 1])
+            out = self.convs[2 * k + 1](out, at(2 * k + 2), noise[2 * k + 2])
+            skip = to_rgb(out, at(2 * k + 3), skip)
         return skip
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.synthesis(self.mapping(z.flatten(1)))
+    def forward(self, z: torch.Tensor, mix: torch.Tensor | None = None, crossover: int = 0,
+                random_noise: bool = False, return_latents: bool = False) -> Any:  # fmt: skip
+        """z (N, style_dim) → image: the published call.  Training adds a second latent ``mix`` whose w
+        takes over from layer ``crossover`` (style mixing), fresh noise, and the per-layer w returned
+        beside the image (``(image, w)``, w of (N, latents, style_dim), for the path-length penalty)."""
+        w = self.mapping(z.flatten(1))
+        if mix is not None or return_latents:
+            w = w.unsqueeze(1).repeat(1, self.latents, 1)
+            if mix is not None:
+                w2 = self.mapping(mix.flatten(1)).unsqueeze(1).repeat(1, self.latents - crossover, 1)
+                w = torch.cat([w[:, :crossover], w2], 1)
+        image = self.synthesis(w, self.random_noise(z.shape[0]) if random_noise else None)
+        return (image, w) if return_latents else image
 
 
 # ----------------------------------------------------------------------------- the family

@@ -140,8 +140,11 @@ class RefStyledConv(nn.Module):
         self.noise = RefNoise()
         self.activate = RefFusedLeakyReLU(cout)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return ref_lrelu(self.conv(x, style) + self.noise.weight * noise, self.activate.bias)
+    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        out = self.conv(x, style)
+        if noise is None:  # NoiseInjection's fresh draw (training: randomize_noise)
+            noise = out.new_empty(out.shape[0], 1, *out.shape[2:]).normal_()
+        return ref_lrelu(out + self.noise.weight * noise, self.activate.bias)
 
 
 class RefUpsample(nn.Module):
@@ -201,12 +204,18 @@ class ReferenceGenerator(nn.Module):
             elif name.endswith(("bias", "noise.weight")):
                 nn.init.normal_(p, 0.0, 0.2)
 
-    def forward(self, z: torch.Tensor, truncation: float = 1, truncation_latent: torch.Tensor | None = None):
+    def forward(self, z: torch.Tensor, truncation: float = 1, truncation_latent: torch.Tensor | None = None,
+                z2: torch.Tensor | None = None, inject_index: int = 0, randomize_noise: bool = False):  # fmt: skip
+        """Generator.forward([z] or [z, z2], ...): truncation, style mixing from ``inject_index``, noise."""
         style = self.style(z)
         if truncation < 1:
             style = truncation_latent + truncation * (style - truncation_latent)
-        latent = style.unsqueeze(1).repeat(1, self.log_size * 2 - 2, 1)
-        noise = [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
+        n_latent = self.log_size * 2 - 2
+        latent = style.unsqueeze(1).repeat(1, n_latent, 1)
+        if z2 is not None:
+            latent2 = self.style(z2).unsqueeze(1).repeat(1, n_latent - inject_index, 1)
+            latent = torch.cat([style.unsqueeze(1).repeat(1, inject_index, 1), latent2], 1)
+        noise = [None if randomize_noise else getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
         out = self.input.input.repeat(z.shape[0], 1, 1, 1)
         out = self.conv1(out, latent[:, 0], noise[0])
         skip = self.to_rgb1(out, latent[:, 1])
@@ -216,7 +225,7 @@ class ReferenceGenerator(nn.Module):
             out = conv2(conv1(out, latent[:, i], n1), latent[:, i + 1], n2)
             skip = to_rgb(out, latent[:, i + 2], skip)
             i += 2
-        return skip, None
+        return skip, latent
 
 
 def _checkpoint(g_ema: nn.Module, size: int, **extra: object) -> dict[str, object]:
@@ -270,6 +279,22 @@ def test_generate_renders_the_references_truncated_image_at_each_seed(small) -> 
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
+def test_style_mixing_and_fresh_noise_are_the_references(small) -> None:
+    """Training's call: the second latent's w from layer ``crossover`` on, new noise each layer, w returned."""
+    ref, path = small
+    model = load_model(path).generator
+    z, z2 = _z(1).repeat(2, 1), torch.cat([_z(2), _z(3)])
+    for crossover in (1, 4, model.latents - 1):
+        with torch.no_grad():
+            torch.manual_seed(crossover)
+            want, want_w = ref(z, z2=z2, inject_index=crossover, randomize_noise=True)
+            torch.manual_seed(crossover)
+            got, got_w = model(z, mix=z2, crossover=crossover, random_noise=True, return_latents=True)
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(got_w, want_w)
+    assert got_w.shape == (2, model.latents, STYLE_DIM)
+
+
 def test_the_published_channel_table_and_a_plain_g_ema_state_dict(tmp_path: Path) -> None:
     torch.manual_seed(1)
     ref = ReferenceGenerator(8, published_table(2)).eval()
@@ -300,6 +325,13 @@ def test_a_cyclestream_model_file_of_it_round_trips(tmp_path: Path, small) -> No
     assert again.spec == model.spec and again.format == "cyclestream"
     with torch.no_grad():
         torch.testing.assert_close(again.generator(_z(7)), model.generator(_z(7)))
+    # the mean w truncation pulls towards travels with the weights: the same truncated walk either way
+    torch.testing.assert_close(again.generator.mean_latent, torch.load(path, weights_only=False)["latent_avg"][None])
+    options = GenerateOptions(seeds=(4, 9), truncation=0.5)
+    at = torch.tensor([0.0, 0.5], dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(renderer(again, options, torch.device("cpu"))(at),
+                                   renderer(model, options, torch.device("cpu"))(at))  # fmt: skip
 
 
 def test_info_names_the_family(small, capsys: pytest.CaptureFixture[str]) -> None:
