@@ -92,6 +92,14 @@ class ModelOptions(Options):
     lambda_rec: float = option(10.0, min=0, help="stargan: reconstruction loss weight")
     lambda_gp: float = option(10.0, min=0, help="stargan: WGAN-GP gradient penalty weight")
     n_critic: int = option(5, min=1, help="stargan: discriminator updates per generator update")
+    latent: int = option(512, min=1, help="stylegan2: size of z and w")
+    n_mlp: int = option(8, min=1, help="stylegan2: linear layers of the mapping network")
+    channel_multiplier: int = option(2, min=1, help="stylegan2: widths above 32 px (the published table's multiplier)")
+    r1: float = option(10.0, min=0, help="stylegan2: R1 penalty weight on the discriminator's real gradients")
+    path_regularize: float = option(2.0, min=0, help="stylegan2: path-length penalty weight")
+    d_reg_every: int = option(16, min=1, help="stylegan2: R1 every N iterations (lazy regularisation)")
+    g_reg_every: int = option(4, min=1, help="stylegan2: path-length penalty every N iterations")
+    mixing: float = option(0.9, min=0, max=1, help="stylegan2: probability of style mixing")
 
     def check(self) -> None:
         if self.model not in task_names():
@@ -102,16 +110,16 @@ class ModelOptions(Options):
 class OptimOptions(Options):
     """Optimiser and schedule: Adam, constant for ``epochs`` then linear decay to 0 over ``epochs_decay``."""
 
-    lr: float = option(2e-4, above=0, help="Adam learning rate")
-    beta1: float = option(0.5, min=0, help="Adam β1, below 1")
-    beta2: float = option(0.999, min=0, help="Adam β2, below 1")
+    lr: float | None = option(None, above=0, help="Adam learning rate")
+    beta1: float | None = option(None, min=0, help="Adam β1, below 1")
+    beta2: float | None = option(None, min=0, help="Adam β2, below 1")
     epochs: int | None = option(None, min=0, help="epochs at the initial rate")
     epochs_decay: int | None = option(None, min=0, help="then epochs of linear decay to 0")
     batch_size: int | None = option(None, min=1, help="images per step; with several processes see --ddp-recipe")
 
     def check(self) -> None:
         for name in ("beta1", "beta2"):
-            if getattr(self, name) >= 1:
+            if getattr(self, name) is not None and getattr(self, name) >= 1:
                 raise self.fail(name, f"must be below 1, got {getattr(self, name):g}")
 
 

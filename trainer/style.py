@@ -9,8 +9,8 @@ file of ``--vgg``),
 - total variation (optional, 0 by default as in the reference): ``tv_weight`` · (mean |∂x y| + mean |∂y y|).
 
 Where this departs from the reference: crops are the project's (resize to ``--load-size``, random crop,
-flip) rather than a resize and centre crop; the learning rate and Adam's β are the shared options'
-(the reference trains at ``--lr 1e-3 --beta1 0.9``).  The generator is the engine's ``fast_style``
+flip) rather than a resize and centre crop.  Adam runs at the reference's rate and β (1e-3, 0.9, 0.999:
+trainer/style_options.py).  The generator is the engine's ``fast_style``
 family (engine/models/fast_style.py): ``style.safetensors`` loads with ``load_model`` and runs in every job.
 """
 

@@ -40,6 +40,8 @@ TASK = TaskDeclaration(
         epochs=2,
         epochs_decay=0,
         batch_size=4,
+        lr=1e-3,
+        beta1=0.9,
     ),
     validate=validate,
 )  # gan_mode, pool_size, norm and dropout are not read: no discriminator, affine instance norms throughout

@@ -84,16 +84,21 @@ class Task:
 
     def add_net(self, name: str, net: nn.Module) -> nn.Module:
         net = net.to(self.device).train()
-        if self.speed.channels_last:
-            net = net.to(memory_format=torch.channels_last)
+        if self.speed.channels_last:  # the 4-d tensors only (a StyleGAN2 keeps 5-d modulated weights)
+            for t in (*net.parameters(), *net.buffers()):
+                if t.dim() == 4:
+                    t.data = t.data.contiguous(memory_format=torch.channels_last)
         self.nets[name] = net
         return net
 
-    def add_optimizer(self, name: str, nets: list[str]) -> None:
+    def add_optimizer(self, name: str, nets: list[str], *, ratio: float = 1.0) -> None:
+        """Adam over ``nets``; ``ratio`` < 1 (lazy regularisation's c/(c+1), StyleGAN2) scales its rate by
+        ``ratio`` and raises its betas to that power."""
         o = self.options.optim
+        assert o.lr is not None and o.beta1 is not None and o.beta2 is not None, "options not resolved"
         params = [p for n in nets for p in self.nets[n].parameters()]
         fused = {"fused": True} if self.speed.fused_adam else {}
-        opt = torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, o.beta2), **fused)
+        opt = torch.optim.Adam(params, lr=o.lr * ratio, betas=(o.beta1**ratio, o.beta2**ratio), **fused)
         self.optimizers[name] = opt
         self.schedulers[name] = LambdaLR(opt, linear_decay(int(o.epochs or 0), int(o.epochs_decay or 0)))
         self.scalers[name] = torch.amp.GradScaler(self.device.type, enabled=self.speed.precision == "fp16")
@@ -101,14 +106,14 @@ class Task:
     def wrap(self) -> None:
         """Compile every network in place when the speed says so (``Module.compile``: the state dict keeps its
         keys), then DDP-wrap them when distributed (``wrapped``); ``nets`` stay the plain modules."""
+        trained = {n: m for n, m in self.nets.items() if any(p.requires_grad for p in m.parameters())}
         if self.speed.compile:
-            for net in self.nets.values():
+            for net in trained.values():
                 net.compile()
-        if not self.runtime.distributed:
-            self.wrapped = dict(self.nets)
-            return
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        self.wrapped = {n: DistributedDataParallel(m, device_ids=ids) for n, m in self.nets.items()}
+        self.wrapped = dict(self.nets)  # a network nothing trains (an average of another's weights) stays as it is
+        if self.runtime.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.wrapped.update({n: DistributedDataParallel(m, device_ids=ids) for n, m in trained.items()})
 
     # ----------------------------------------------------------------------------- one iteration
 

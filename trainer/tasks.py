@@ -45,6 +45,9 @@ class TaskDefaults:
     epochs: int
     epochs_decay: int
     batch_size: int
+    lr: float = 2e-4  # Adam's, as the pytorch-CycleGAN-and-pix2pix recipe has it unless a task says otherwise
+    beta1: float = 0.5
+    beta2: float = 0.999
 
     def check(self) -> None:
         """Each value against the declaration of the option it fills (type, choices, range); an OptionError
