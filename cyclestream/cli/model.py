@@ -27,10 +27,14 @@ def _range_text(value_range: tuple[float, float]) -> str:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    from cyclestream.engine.backends.options import RunOptions
     from cyclestream.engine.checkpoint import load_model
+    from cyclestream.engine.models.runtime_norm import describe, with_dropout_sites
 
     model = load_model(args.model)
     family, spec = model.family, model.spec
+    defaults = RunOptions()
+    runs = describe(with_dropout_sites(model.generator, spec), defaults.norm_stats, defaults.dropout == "on")
     info = {
         "path": str(model.path),
         "format": model.format,
@@ -44,6 +48,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         "conditioning": [c.describe(spec) for c in family.conditioning],
         "size_multiple": spec.size_multiple if family.image_input else None,
         "metadata": {k: v for k, v in model.metadata.items() if k != "generator"},
+        "runs": runs,
     }
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
@@ -60,6 +65,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"  {'frame sides':13} padded to a multiple of {spec.size_multiple}")
     else:
         print(f"  {'translate':13} not possible: it has no image input")
+    if runs is not None:
+        print(f"  {'runs with':13} {runs}")
     for key, value in info["metadata"].items():
         print(f"  {key:13} {json.dumps(value) if isinstance(value, dict | list) else value}")
     return 0

@@ -11,10 +11,11 @@ candidates to that precision.  Every other backend runs ``auto`` as fp32: the nu
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cyclestream.engine.backends import BACKEND_NAMES, backends_help
 from cyclestream.engine.options import DEVICE_HELP, Options, option, parse_size, progress_option, valid_device
@@ -29,15 +30,22 @@ Precision = Literal["fp32", "bf16", "fp16", "int8"]  # what a backend runs
 PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "fp16", "int8")
 PrecisionChoice = Literal["auto", "fp32", "bf16", "fp16", "int8"]  # what a user asks for
 Kernels = Literal["auto", "triton", "reference", "off"]
+NormStats = Literal["frame", "running"]  # how batch norms run: engine/models/runtime_norm.py
 
+DROPOUT_BACKENDS = ("auto", "eager", "compile")  # the ones that run random dropout (auto: as eager)
 AUTO_TUNE_BUDGET_S = 30.0  # the measurements of --backend auto's first run of a model, shape and device
+
+
+def backend_option() -> Any:
+    """The ``--backend`` field of every job that runs a generator: the registry's names and help."""
+    return option("auto", choices=BACKEND_NAMES, metavar="BACKEND", help=backends_help())
 
 
 @dataclass(frozen=True, kw_only=True)
 class RunOptions(Options):
     """How to run the generator: shared by every job that runs one."""
 
-    backend: str = option("auto", choices=BACKEND_NAMES, metavar="BACKEND", help=backends_help())
+    backend: str = backend_option()
     device: str = option("auto", help=DEVICE_HELP)
     precision: PrecisionChoice = option(
         "auto", help="arithmetic of the model: auto (--backend auto measures fp32 and the reduced precisions this "
@@ -63,9 +71,20 @@ class RunOptions(Options):
                                   "through N(0, 1), from --z-seed's z to the next seed's in SECONDS, and on (video "
                                   "jobs: by each frame's time)")
 
+    norm_stats: NormStats = option("frame", help="batch-norm generators (pix2pix's default): frame normalises each "
+                                   "frame by its own statistics, as the official test.py runs them by default; "
+                                   "running uses the stored statistics, as its --eval does")  # fmt: skip
+    dropout: Literal["off", "on"] = option("off", help="generators with dropout: on drops at random in every frame, as "
+                                           "the official test.py runs pix2pix (the paper's noise; flickers on video; "
+                                           "--backend eager or compile)")  # fmt: skip
+
     def check(self) -> None:
         if not valid_device(self.device):
             raise self.fail("device", f"expected {DEVICE_HELP}; got {self.device!r}")
+        if self.dropout == "on" and self.backend not in DROPOUT_BACKENDS:
+            runs = " or ".join(DROPOUT_BACKENDS)
+            raise self.fail("dropout", f"on draws new random numbers every call: --backend {runs} runs it, "
+                            f"not {self.backend}")  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +106,19 @@ def run_precision(options: RunOptions) -> PrecisionChoice:
     return options.precision
 
 
+def as_run_model(model: LoadedModel, options: RunOptions) -> LoadedModel:
+    """``model`` with its batch norms and dropout as ``--norm-stats`` and ``--dropout`` run them (said in the log)."""
+    from cyclestream.engine.models.runtime_norm import as_run, describe, with_dropout_sites
+
+    dropout = options.dropout == "on"
+    sites = with_dropout_sites(model.generator, model.spec) if dropout else model.generator
+    said = describe(sites if dropout else with_dropout_sites(model.generator, model.spec), options.norm_stats, dropout)
+    if said is not None:
+        log.info("model: %s", said)
+    generator = as_run(sites, options.norm_stats, dropout)
+    return model if generator is model.generator else dataclasses.replace(model, generator=generator)
+
+
 def prepare_backend(
     model: LoadedModel, options: RunOptions, height: int, width: int, *, calibration: Path | None = None
 ) -> Backend:
@@ -101,6 +133,9 @@ def prepare_backend(
     from cyclestream.engine.options import resolve_device
 
     inputs = conditioning_inputs(model, options.target, options.z_seed, options.z_walk)  # checked before any work
+    model = as_run_model(model, options)
+    if options.dropout == "on" and options.backend == "auto":  # nothing to measure: random numbers every call
+        options = dataclasses.replace(options, backend="eager")
     options = conditioned_backend(model, options)
     device = resolve_device(options.device)
     precision = run_precision(options)
