@@ -56,6 +56,7 @@ class Backend(ABC):
     input_channels_last: bool = True  # NHWC memory order for infer(); False: contiguous NCHW (ONNX bindings)
     _multiple: int = 4  # the model's size multiple, set by ready()
     _value_range: ValueRange = TANH_RANGE  # the model family's input/output scale, set by ready()
+    _channels: int = 3  # the generator's image channels (1: grey, converted at the edges), set by ready()
     _io: BackendStream | None = None  # CUDA only: own stream, pinned staging buffers
     _ready: bool = False
     # The values of the generator's inputs besides the image (StarGAN's label, BicycleGAN's z), each
@@ -88,6 +89,7 @@ class Backend(ABC):
         CUDA stream, warm up once."""
         self._multiple = model.spec.size_multiple
         self._value_range = model.family.value_range
+        self._channels = model.spec.image_channels
         if self.device.type == "cuda" and self._io is None:
             self._io = BackendStream(self.device)
         self._ready = True
@@ -110,7 +112,7 @@ class Backend(ABC):
         """uint8 frames → uint8 frames, on the device the frames are on."""
         height, width = frames.shape[1], frames.shape[2]
         x = to_model_input(frames, self._multiple, dtype=self.input_dtype, channels_last=self.input_channels_last,
-                           value_range=self._value_range)
+                           value_range=self._value_range, channels=self._channels)
         return from_model_output(self.infer(x), height, width, self._value_range)
 
     def describe(self) -> str:

@@ -9,7 +9,7 @@ import os
 import torch
 
 from cyclestream.engine.backends.tensors import padded_size
-from cyclestream.engine.errors import MediaError
+from cyclestream.engine.errors import CheckpointError, MediaError
 from cyclestream.engine.models import FamilySpec
 
 # Peak memory of one inference ≈ this many copies of the largest activation (ngf channels at full
@@ -49,6 +49,10 @@ def check_frame_fits(spec: FamilySpec, batch: int, height: int, width: int, *, p
     """A MediaError for a frame too small for the generator, or too large for the device's memory; a
     CheckpointError for a model that takes no frames at all."""
     spec.family.require_image_input(spec, "this model")
+    channels = (spec.image_channels, int(getattr(spec, "output_nc", 3)))
+    if not set(channels) <= {1, 3}:
+        raise CheckpointError(f"{spec.official_name} takes {channels[0]} and gives {channels[1]} image channels: "
+                              "frames convert to and from 1 (grey) or 3 (RGB) only")  # fmt: skip
     if min(height, width) < spec.min_side:
         raise MediaError(
             f"frames of {width}x{height} are too small for {spec.official_name}: it needs at least "

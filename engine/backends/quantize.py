@@ -237,7 +237,8 @@ def calibration_inputs(model: LoadedModel, calibration: Calibration, shape: Fram
     width, height = calibration_size(shape.height, shape.width, model.spec.size_multiple)
     frames = calibration.frames(CALIBRATION_FRAMES, width, height)
     multiple, value_range = model.spec.size_multiple, model.family.value_range
-    return [to_model_input(frames[i : i + 1], multiple, value_range=value_range).contiguous().numpy()
+    return [to_model_input(frames[i : i + 1], multiple, value_range=value_range,
+                           channels=model.spec.image_channels).contiguous().numpy()
             for i in range(len(frames))]
 
 

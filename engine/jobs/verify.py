@@ -79,7 +79,8 @@ def sample_frames(n: int, height: int, width: int, *, clip: Path | None = None) 
 
 def model_input(model: LoadedModel, frames: torch.Tensor) -> torch.Tensor:
     """The padded float NCHW input the generator sees for these uint8 frames (contiguous)."""
-    return to_model_input(frames, model.spec.size_multiple, value_range=model.family.value_range).contiguous()
+    return to_model_input(frames, model.spec.size_multiple, value_range=model.family.value_range,
+                          channels=model.spec.image_channels).contiguous()
 
 
 @torch.inference_mode()

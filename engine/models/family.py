@@ -114,7 +114,9 @@ class Family:
 
     def inputs_text(self, spec: FamilySpec) -> str:
         """Its inputs in words: ``an image (3 channels)``, ``a latent z of 100 values``."""
-        parts = [f"an image ({spec.input_nc} channels)"] if self.image_input else []
+        channels = "1 channel, grey: frames are converted to it" if spec.image_channels == 1 else \
+            f"{spec.image_channels} channels"  # fmt: skip
+        parts = [f"an image ({channels})"] if self.image_input else []
         parts += [f"a {c.kind} {c.name} of {c.size(spec)} values" for c in self.conditioning]
         return " and ".join(parts)
 
@@ -142,6 +144,11 @@ class FamilySpec:
         from cyclestream.engine.models.registry import family_named
 
         return family_named(str(self.kind))
+
+    @property
+    def image_channels(self) -> int:
+        """The channels of its image input: 3 (RGB), 1 (grey: frames are converted at the edges)."""
+        return int(getattr(self, "input_nc", 3))
 
     @property
     def size_multiple(self) -> int:
