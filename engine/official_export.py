@@ -23,6 +23,11 @@ OFFICIAL_SOURCE = "pytorch-CycleGAN-and-pix2pix"
 OFFICIAL_FAMILIES = ("resnet", "unet")
 
 
+def official_file_name(network: str) -> str:
+    """What the official code's ``save_networks('latest')`` names a network's file: ``latest_net_G_A.pth``."""
+    return f"latest_net_{network}.pth"
+
+
 def official_settings(spec: object) -> dict[str, object]:
     """The official command-line settings that build a generator of ``spec``."""
     return {
@@ -49,7 +54,14 @@ def export_model(
             f"{loaded.path} is a {loaded.family.name} model ({loaded.spec.official_name}): {OFFICIAL_SOURCE} has "
             f"no generator of its layout (it has {', '.join(OFFICIAL_FAMILIES)})"
         )
-    state = {k: v.detach().to("cpu").clone() for k, v in loaded.generator.state_dict().items()}
+    write_official(loaded.generator, target)
+    return official_settings(loaded.spec)
+
+
+def write_official(generator: torch.nn.Module, target: Path) -> Path:
+    """``torch.save`` of the generator's state dict on the CPU, whole or not at all: the official layout
+    (the resnet and unet families' keys are the official ones)."""
+    state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in generator.state_dict().items()}
     with atomic_output(target) as tmp:
         torch.save(state, tmp)
-    return official_settings(loaded.spec)
+    return target

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from cyclestream.engine.checkpoint import save_model
 from cyclestream.engine.models import GeneratorSpec, build_generator
+from cyclestream.engine.official_export import official_file_name, write_official
 from cyclestream.trainer.data import UnalignedDataset, scan_images, unaligned_folders
 from cyclestream.trainer.losses import GANLoss, ImagePool
 from cyclestream.trainer.networks import NLayerDiscriminator, init_weights, set_requires_grad
@@ -128,11 +129,13 @@ class CycleGANTask(Task):
         return grid(rows_a + rows_b)
 
     def export(self, run_dir: Path, info: dict[str, Any]) -> list[Path]:
-        """G_A.safetensors (A→B) and G_B.safetensors (B→A): what ``translate --model`` loads."""
+        """G_A.safetensors (A→B) and G_B.safetensors (B→A): what ``translate --model`` loads; beside them
+        ``latest_net_G_A.pth`` and ``latest_net_G_B.pth``, the official code's files of the same weights."""
         name_a, name_b = self.domains
         out = []
         for net, src, dst in (("G_A", name_a, name_b), ("G_B", name_b, name_a)):
             meta = {"domains": {"A": name_a, "B": name_b}, "direction": f"{src} -> {dst}", "input_domain": src,
                     "output_domain": dst, "network": net, **info}
             out.append(save_model(run_dir / f"{net}.safetensors", self.nets[net], self.spec, meta))
+            write_official(self.nets[net], run_dir / official_file_name(net))
         return out

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from cyclestream.engine.checkpoint import save_model
 from cyclestream.engine.models import build_generator
+from cyclestream.engine.official_export import official_file_name, write_official
 from cyclestream.trainer.cyclegan import generator_spec
 from cyclestream.trainer.data import AlignedDataset, scan_images
 from cyclestream.trainer.losses import GANLoss, ImagePool
@@ -91,4 +92,5 @@ class Pix2PixTask(Task):
         src, dst = self.domains
         meta = {"domains": {"A": src, "B": dst}, "direction": f"{src} -> {dst}", "input_domain": src,
                 "output_domain": dst, "network": "G", **info}
+        write_official(self.nets["G"], run_dir / official_file_name("G"))  # the official code's file of it
         return [save_model(run_dir / "G.safetensors", self.nets["G"], self.spec, meta)]

@@ -22,6 +22,7 @@ from cyclestream.trainer.options import TrainingError, TrainOptions
 from cyclestream.trainer.plot import read_log
 from cyclestream.trainer.state import load_state
 from cyclestream.trainer.task import linear_decay
+from tests.engine.official_networks import ResnetGenerator, get_norm_layer
 
 
 def test_cycle_loss_falls_on_an_easy_pair(tiny: Callable[..., TrainOptions], tmp_path: Path, draw: Any) -> None:
@@ -42,8 +43,9 @@ def test_run_folder_contents(tiny: Callable[..., TrainOptions]) -> None:
     run = result.run_dir
     assert result.finished and result.position.iteration == 18
     names = {p.relative_to(run).as_posix() for p in run.rglob("*")}
-    assert names == {"G_A.safetensors", "G_B.safetensors", "state.pt", "log.jsonl", "losses.png", "options.json",
-                     "samples", "samples/epoch_001.png", "samples/epoch_002.png", "samples/epoch_003.png"}
+    assert names == {"G_A.safetensors", "G_B.safetensors", "latest_net_G_A.pth", "latest_net_G_B.pth", "state.pt",
+                     "log.jsonl", "losses.png", "options.json", "samples", "samples/epoch_001.png",
+                     "samples/epoch_002.png", "samples/epoch_003.png"}  # fmt: skip
     entries = read_log(run / "log.jsonl")
     assert [e["iteration"] for e in entries] == list(range(1, 19))
     assert {"D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B", "lr"} <= set(entries[0])
@@ -68,6 +70,12 @@ def test_saved_generator_is_the_trained_module(tiny: Callable[..., TrainOptions]
     with torch.no_grad():
         assert torch.equal(loaded.generator(x), trained.eval()(x))
     assert load_model(run / "G_B.safetensors").metadata["direction"] == "B -> A"
+    # the official code's files of the same weights: its define_G (resnet, ngf 4, 1 block) loads them strictly
+    for net in ("G_A", "G_B"):
+        official = ResnetGenerator(3, 3, ngf=4, norm_layer=get_norm_layer("instance"), n_blocks=1)
+        official.load_state_dict(torch.load(run / f"latest_net_{net}.pth", weights_only=True))
+        with torch.no_grad():
+            assert torch.equal(official.eval()(x), load_model(run / f"{net}.safetensors").generator(x))
 
 
 def test_dataroot_and_domain_names(tmp_path: Path, tiny: Callable[..., TrainOptions],

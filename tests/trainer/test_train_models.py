@@ -15,6 +15,7 @@ from cyclestream.trainer.dcgan import load_dcgan
 from cyclestream.trainer.loop import train
 from cyclestream.trainer.options import DataOptions, ModelOptions, TrainingError, TrainOptions
 from cyclestream.trainer.plot import read_log
+from tests.engine.official_networks import UnetGenerator, get_norm_layer
 
 
 def test_dcgan_one_epoch(tiny_dcgan: Callable[..., TrainOptions]) -> None:
@@ -39,6 +40,12 @@ def test_pix2pix_one_epoch(tiny_pix2pix: Callable[..., TrainOptions]) -> None:
     assert model.spec.use_dropout and model.metadata["direction"] == "labels -> photos"
     assert model.generator(torch.zeros(1, 3, 64, 64)).shape == (1, 3, 64, 64)
     assert (result.run_dir / "samples" / "epoch_001.png").exists()
+    # the official code's file beside it: its define_G (unet_64, batch norm, dropout) loads it strictly
+    official = UnetGenerator(3, 3, 6, ngf=model.spec.ngf, norm_layer=get_norm_layer("batch"), use_dropout=True)
+    official.load_state_dict(torch.load(result.run_dir / "latest_net_G.pth", weights_only=True))
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(official.eval()(x), model.generator(x))
 
 
 def test_pix2pix_needs_a_power_of_two_crop(tmp_path: Path) -> None:
