@@ -3,8 +3,10 @@
 The walk passes through the latent of each seed in turn, eased (a half-cosine) so it slows into each
 one and never jumps: a StyleGAN2's seeds are mapped to w, truncated towards the mean w and
 interpolated linearly there, with the generator's fixed noise (nothing shimmers); a DCGAN's z are
-interpolated on the sphere (slerp).  Frames are encoded by the sink ``translate`` uses, into a
-temporary file renamed into place when the video is complete.
+interpolated on the sphere (slerp).  The seeds' latents, mapping and truncation are computed once in
+PyTorch; each frame's latent then goes through ``--backend`` (engine/backends/latent.py: a StyleGAN2's
+synthesis of w, a DCGAN's generator of z, eager or exported).  Frames are encoded by the sink
+``translate`` uses, into a temporary file renamed into place when the video is complete.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from cyclestream.engine.atomic import atomic_output
+from cyclestream.engine.backends.latent import open_latent_runner
 from cyclestream.engine.backends.tensors import from_model_output
 from cyclestream.engine.checkpoint import LoadedModel, load_model
 from cyclestream.engine.errors import BackendError, CheckpointError
@@ -32,6 +36,7 @@ from cyclestream.engine.media.sinks import VideoFileSink, check_video_codec
 from cyclestream.engine.options import resolve_device
 
 Render = Callable[[torch.Tensor], torch.Tensor]  # walk positions (N,) → images (N, 3, H, W) on the model's range
+Walk = Callable[[torch.Tensor], torch.Tensor]  # walk positions (N,) → each frame's latent (N, D)
 
 
 @dataclass
@@ -79,8 +84,31 @@ def slerp(keys: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     return direction / direction.norm(dim=1, keepdim=True) * (na * (1 - t) + nb * t)
 
 
-def renderer(model: LoadedModel, options: GenerateOptions, device: torch.device) -> Render:
-    """How a walk position becomes an image for this model's family."""
+class Synthesis(nn.Module):
+    """A StyleGAN2's per-frame part: w (N, style_dim) → image, with the generator's fixed noise."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.generator.synthesis(w)
+
+
+class FromNoise(nn.Module):
+    """A DCGAN's per-frame part: z (N, nz) → image, the generator on (N, nz, 1, 1)."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(z[:, :, None, None])
+
+
+def frame_latents(model: LoadedModel, options: GenerateOptions, device: torch.device) -> tuple[Walk, nn.Module, str]:
+    """The walk (positions → each frame's latent), the module that turns those latents into images, and its
+    name.  A StyleGAN2's seeds are mapped to w and truncated here, once per seed; the walk lerps in w."""
     generator = model.generator
     latent = model.family.conditioning[0]
     z = torch.stack([seed_latent(s, latent.size(model.spec)) for s in options.seeds]).to(device)
@@ -89,8 +117,17 @@ def renderer(model: LoadedModel, options: GenerateOptions, device: torch.device)
         if options.truncation < 1:
             mean = generator.average_latent()
             w = mean + options.truncation * (w - mean)
-        return lambda positions: generator.synthesis(lerp(w, positions.to(device)))
-    return lambda positions: generator(slerp(z, positions.to(device))[:, :, None, None])  # DCGAN: (N, nz, 1, 1)
+        return lambda positions: lerp(w, positions.to(device)), Synthesis(generator), "synthesis"
+    return lambda positions: slerp(z, positions.to(device)), FromNoise(generator), "generator"  # DCGAN: slerp in z
+
+
+def renderer(model: LoadedModel, options: GenerateOptions, device: torch.device) -> Render:
+    """How a walk position becomes an image for this model's family, on ``options.backend``."""
+    walk, module, graph = frame_latents(model, options, device)
+    size = walk(torch.zeros(1, dtype=torch.float64)).shape[1]
+    run = open_latent_runner(options.backend, model, module, graph=graph, size=size, batch=options.batch_size,
+                             device=device)  # fmt: skip
+    return lambda positions: run(walk(positions))
 
 
 def _generatable(model: LoadedModel) -> None:

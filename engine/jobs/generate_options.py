@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cyclestream.engine.backends.options import backend_option
 from cyclestream.engine.jobs.options import ENCODE_HELP
 from cyclestream.engine.media.encode_options import EncodeOptions
 from cyclestream.engine.options import DEVICE_HELP, Options, comma_list, option, progress_option, valid_device
@@ -21,6 +22,7 @@ class GenerateOptions(Options):
                                "a DCGAN's z is not truncated")  # fmt: skip
     fps: float = option(30.0, above=0, help="frames per second")
     batch_size: int = option(8, min=1, help="frames per model call")
+    backend: str = backend_option()
     device: str = option("auto", help=DEVICE_HELP)
     encode: EncodeOptions = option(default_factory=EncodeOptions, help=ENCODE_HELP)
     progress: bool = progress_option()
