@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         done = "; ".join(getattr(e, "__notes__", ())) or "no output was left behind"  # a job's note: what it wrote
         print(f"cyclestream: {interrupted(e)}; {done}", file=sys.stderr)
         return exit_code(e)
+    except BrokenPipeError:  # `cyclestream info MODEL | head -1`: the reader left, as it may
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 141  # 128 + SIGPIPE, as a shell reports a command its pipe closed on
     except Exception as e:
         if args.verbose:
             raise

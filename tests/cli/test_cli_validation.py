@@ -151,3 +151,18 @@ def test_preview_in_a_read_only_folder_is_refused(tmp_path: Path) -> None:
             check_writable(locked / "p.png", "--preview")
     finally:
         locked.chmod(0o700)
+
+
+def test_a_reader_that_leaves_the_pipe_early_gets_no_error_line() -> None:
+    """``cyclestream info MODEL | head -1``: the pipe closes before the output; exit 141 (SIGPIPE), no message."""
+    import subprocess
+    import sys
+
+    from cyclestream.bundled import DEFAULT_MODEL
+
+    proc = subprocess.Popen([sys.executable, "-m", "cyclestream", "info", "--json", str(DEFAULT_MODEL)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the model is even loaded
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == ""
