@@ -25,8 +25,9 @@ def _check_run(run: Path, iterations: int) -> None:
     assert len(state["ranks"]) == 2  # each rank's RNG and pools are kept for resuming
     # Only rank 0 writes: one log line per iteration, no stray temporary files.
     assert [e["iteration"] for e in read_log(run / "log.jsonl")] == list(range(1, iterations + 1))
-    assert {p.name for p in run.iterdir()} == {"G_A.safetensors", "G_B.safetensors", "state.pt", "log.jsonl",
-                                               "losses.png", "options.json", "samples"}
+    assert {p.name for p in run.iterdir()} == {"G_A.safetensors", "G_B.safetensors", "latest_net_G_A.pth",
+                                               "latest_net_G_B.pth", "state.pt", "log.jsonl", "losses.png",
+                                               "options.json", "samples"}  # fmt: skip
 
 
 @pytest.mark.slow
