@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -14,6 +15,8 @@ from cyclestream.engine.media.encode_options import EncodeOptions
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.passthrough import Passthrough, add_to, describe_stream
 from cyclestream.engine.media.probe import VideoInfo
+
+AVFMT_VARIABLE_FPS = 0x0400  # a muxer without it (AVI) stores one frame per tick of its time base
 
 log = logging.getLogger("cyclestream")
 
@@ -147,12 +150,16 @@ class VideoFileSink:
                                      options={**muxer_options(path, passthrough), **dict(options.container_options)})
         except (av.error.FFmpegError, ValueError, OSError) as e:
             raise MediaError(f"cannot write {label}: {getattr(e, 'strerror', None) or e}") from None
+        # A muxer that cannot hold a variable frame rate (AVI) writes 1 / its time base as the frame rate:
+        # it gets the input's average rate, as FFmpeg gives it, and frames their index at that rate.
+        constant = not self.container.format.flags & AVFMT_VARIABLE_FPS and bool(info.average_rate)
+        self.time_base = 1 / Fraction(info.average_rate).limit_denominator(1001) if constant else info.time_base
         try:
             self.stream = self.container.add_stream(options.codec, rate=info.average_rate)
             self.stream.width, self.stream.height, self.stream.pix_fmt = info.width, info.height, pix_fmt
-            self.stream.time_base = info.time_base
+            self.stream.time_base = self.time_base
             ctx = self.stream.codec_context
-            ctx.time_base = info.time_base
+            ctx.time_base = self.time_base
             ctx.options = _codec_options(options, defaults)
             if self.colour is not None:
                 self.colour.tag(ctx, pix_fmt)
@@ -198,7 +205,10 @@ class VideoFileSink:
             out = self.colour.from_rgb(frame.image, self.pix_fmt)
         else:
             out = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
-        out.pts, out.time_base = self._pts(frame.source.pts), frame.source.time_base
+        pts = frame.source.pts
+        if pts is not None and frame.source.time_base != self.time_base:  # to the output's ticks, repaired there
+            pts = round(pts * frame.source.time_base / self.time_base)
+        out.pts, out.time_base = self._pts(pts), self.time_base
         self._mux(self.stream.encode(out))
         self.frames_written += 1
 
