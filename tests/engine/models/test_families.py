@@ -132,11 +132,11 @@ def test_a_new_family_module_is_found_loaded_described_and_translated(
 
 
 def test_the_families_of_the_tree_are_all_found_each_in_its_module() -> None:
-    from cyclestream.engine.models import dcgan, mobile, resnet, unet
+    from cyclestream.engine.models import animegan2, dcgan, mobile, resnet, unet
 
     found = families()
     assert list(found) == sorted(found, key=lambda f: (f.priority, f.name))  # by priority, then by name
-    for module in (dcgan, mobile, resnet, unet):
+    for module in (animegan2, dcgan, mobile, resnet, unet):
         assert family_named(module.FAMILY.name) is module.FAMILY
     assert GeneratorSpec("unet", n_blocks=7).official_name == "unet_128"
     assert GeneratorSpec("unet", n_blocks=7).size_multiple == 128
