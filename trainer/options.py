@@ -63,9 +63,9 @@ class ModelOptions(Options):
     lambda_a: float = option(10.0, min=0, help="cycle loss weight A→B→A")
     lambda_b: float = option(10.0, min=0, help="cycle loss weight B→A→B")
     lambda_identity: float = option(0.5, min=0, help="identity loss, as a fraction of the cycle weights")
-    lambda_l1: float = option(100.0, min=0, help="pix2pix L1 weight")
+    lambda_l1: float | None = option(None, min=0, help="pix2pix/bicyclegan L1 weight")
     pool_size: int | None = option(None, min=0, help="image pool: earlier fakes the discriminator sees again")
-    nz: int = option(100, min=1, help="dcgan noise size")
+    nz: int | None = option(None, min=1, help="dcgan noise size; bicyclegan: size of the latent code z")
     init_gain: float = option(0.02, above=0, help="std of the N(0, σ) initial weights")
     style: Path | None = option(None, help="style: the style image (used at its own size)")
     vgg: Path | None = option(None, help="style: torchvision VGG16/VGG19 ImageNet state dict for the perceptual "
@@ -74,7 +74,11 @@ class ModelOptions(Options):
     style_weight: float = option(1e10, min=0, help="style: style loss weight (Gram matrices at relu1_2, relu2_2, "
                                  "relu3_3, relu4_3)")
     tv_weight: float = option(0.0, min=0, help="style: total variation weight (mean absolute neighbour differences)")
-    lambda_gan: float = option(1.0, min=0, help="cut/fastcut: GAN loss weight")
+    lambda_gan: float = option(1.0, min=0, help="cut/fastcut: GAN loss weight; bicyclegan: of G(A, E(B))")
+    lambda_gan2: float = option(1.0, min=0, help="bicyclegan: GAN loss weight of G(A, random z), judged by D2")
+    lambda_z: float = option(0.5, min=0, help="bicyclegan: latent regression weight, |E(G(A, z)) − z|")
+    lambda_kl: float = option(0.01, min=0, help="bicyclegan: KL weight of the encoder's N(μ, σ²) against N(0, 1)")
+    nef: int = option(64, min=1, help="bicyclegan: encoder width")
     lambda_nce: float | None = option(None, min=0, default_text="the recipe's (trainer/cut_options.py)",
                                       help="cut/fastcut: PatchNCE loss weight")
     nce_idt: bool | None = option(None, default_text="the recipe's (trainer/cut_options.py)",

@@ -48,6 +48,8 @@ class TaskDefaults:
     lr: float = 2e-4  # Adam's, as the pytorch-CycleGAN-and-pix2pix recipe has it unless a task says otherwise
     beta1: float = 0.5
     beta2: float = 0.999
+    lambda_l1: float = 100.0  # pix2pix's
+    nz: int = 100  # DCGAN's
 
     def check(self) -> None:
         """Each value against the declaration of the option it fills (type, choices, range); an OptionError
