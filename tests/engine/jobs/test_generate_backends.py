@@ -16,27 +16,15 @@ from cyclestream.cli import main
 from cyclestream.engine.checkpoint import load_model
 from cyclestream.engine.jobs.generate import renderer
 from cyclestream.engine.jobs.generate_options import GenerateOptions
+from tests.engine.backends.cpu_backends import CPU_BACKENDS, skip_unless_installed
 from tests.engine.media.ffprobe import ffprobe_streams
 from tests.engine.models.test_stylegan2 import SMALL, STYLE_DIM, ReferenceGenerator, _checkpoint, _z
 
-BACKENDS = [
-    "eager",
-    pytest.param("compile", marks=pytest.mark.slow),
-    "onnxruntime",
-    "openvino",
-]
+BACKENDS = ["eager", *CPU_BACKENDS]
 SEEDS = (4, 9, 2)
 AT = torch.tensor([0.0, 0.3, 0.5, 1.0, 1.6, 2.0], dtype=torch.float64)  # keys, between them, the last key
 BATCH = 4  # six positions: a full batch and a padded one
 NZ, NGF = 8, 4
-
-
-def _available(name: str) -> None:
-    if name == "onnxruntime":
-        pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (pip install 'cyclestream[onnx]')")
-        pytest.importorskip("onnxscript", reason="the dynamo ONNX exporter needs onnxscript")
-    if name == "openvino":
-        pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'cyclestream[openvino]')")
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +82,7 @@ def stylegan2_walk(ref: ReferenceGenerator, average: torch.Tensor, truncation: f
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
 def test_every_cpu_backend_renders_the_references_stylegan2_walk(stylegan2, backend_name: str) -> None:
-    _available(backend_name)
+    skip_unless_installed(backend_name)
     ref, path, average = stylegan2
     want = stylegan2_walk(ref, average, 0.6)
     options = GenerateOptions(seeds=SEEDS, truncation=0.6, backend=backend_name, batch_size=BATCH)
@@ -144,7 +132,7 @@ def dcgan_walk(net: nn.Sequential) -> torch.Tensor:
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
 def test_every_cpu_backend_renders_the_references_dcgan_walk(dcgan, backend_name: str) -> None:
-    _available(backend_name)
+    skip_unless_installed(backend_name)
     net, path = dcgan
     want = dcgan_walk(net)
     options = GenerateOptions(seeds=SEEDS, backend=backend_name, batch_size=BATCH)
@@ -159,7 +147,7 @@ def test_every_cpu_backend_renders_the_references_dcgan_walk(dcgan, backend_name
 
 
 def test_generate_writes_the_walk_through_the_backend_asked_for(tmp_path: Path, dcgan) -> None:
-    _available("onnxruntime")
+    skip_unless_installed("onnxruntime")
     out = tmp_path / "walk.mp4"
     assert main(["-q", "generate", str(dcgan[1]), "--walk", "1", "--fps", "6", "--seeds", "5,6",
                  "--backend", "onnxruntime", "--batch-size", "4", "--out", str(out)]) == 0  # fmt: skip

@@ -22,6 +22,7 @@ from cyclestream.engine.media.encode_options import EncodeOptions
 from cyclestream.engine.models import GeneratorSpec, families
 from cyclestream.engine.models import animegan2 as family_module
 from cyclestream.engine.models.animegan2 import AnimeGAN2Spec
+from tests.engine.backends.cpu_backends import CPU_BACKENDS, skip_unless_installed
 from tests.engine.media_checks import decoded_frames
 
 LOSSLESS = EncodeOptions(codec="ffv1", crf=None, preset=None, pix_fmt="bgr0")
@@ -234,11 +235,7 @@ def test_translate_runs_it_as_test_py_does(
     assert [f.shape for f in decoded_frames(tmp_path / "odd_anime.mkv")] == [(30, 38, 3)] * 2
 
 
-BACKENDS = [
-    pytest.param("compile", marks=pytest.mark.slow),
-    "onnxruntime",
-    "openvino",
-]
+BACKENDS = CPU_BACKENDS
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
@@ -248,11 +245,7 @@ def test_every_cpu_backend_matches_eager_fp32(
     tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if backend_name == "onnxruntime":
-        pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (pip install 'cyclestream[onnx]')")
-        pytest.importorskip("onnxscript", reason="the dynamo ONNX exporter needs onnxscript")
-    if backend_name == "openvino":
-        pytest.importorskip("openvino", reason="OpenVINO is not installed")
+    skip_unless_installed(backend_name)
     monkeypatch.setenv("CYCLESTREAM_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "animegan2-cache"))
     model: LoadedModel = load_model(small[1])
     backend = prepare_backend(model, RunOptions(backend=backend_name, batch_size=2), 32, 32)

@@ -19,6 +19,7 @@ from cyclestream.engine.checkpoint import LoadedModel, load_model, save_model
 from cyclestream.engine.errors import CheckpointError
 from cyclestream.engine.jobs.translate import TranslateOptions, translate
 from cyclestream.engine.media.encode_options import EncodeOptions
+from tests.engine.backends.cpu_backends import CPU_BACKENDS, skip_unless_installed
 from tests.engine.media_checks import decoded_frames
 
 LOSSLESS = EncodeOptions(codec="ffv1", crf=None, preset=None, pix_fmt="bgr0")
@@ -200,11 +201,7 @@ def test_translate_runs_it_on_pixel_values_frame_for_frame_and_with_temporal(
     assert len(decoded_frames(steady)) == 4
 
 
-BACKENDS = [
-    pytest.param("compile", marks=pytest.mark.slow),
-    "onnxruntime",
-    "openvino",
-]
+BACKENDS = CPU_BACKENDS
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
@@ -214,11 +211,7 @@ def test_every_cpu_backend_matches_eager_fp32(
     tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if backend_name == "onnxruntime":
-        pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (pip install 'cyclestream[onnx]')")
-        pytest.importorskip("onnxscript", reason="the dynamo ONNX exporter needs onnxscript")
-    if backend_name == "openvino":
-        pytest.importorskip("openvino", reason="OpenVINO is not installed")
+    skip_unless_installed(backend_name)
     monkeypatch.setenv("CYCLESTREAM_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "fast-style-cache"))
     model: LoadedModel = load_model(small[1])
     backend = prepare_backend(model, RunOptions(backend=backend_name, batch_size=2), 32, 32)

@@ -21,6 +21,7 @@ from cyclestream.engine.checkpoint import load_model
 from cyclestream.engine.models.runtime_norm import FrameBatchNorm2d, as_run, with_dropout_sites
 from cyclestream.engine.options import OptionError
 from tests.engine import official_networks as ref
+from tests.engine.backends.cpu_backends import CPU_BACKENDS, skip_unless_installed
 
 SIDE = 32
 
@@ -101,17 +102,13 @@ def test_frames_of_a_batch_each_get_their_own_statistics(bn_resnet) -> None:
         torch.testing.assert_close(together[i : i + 1], official(net, x, eval_mode=False), atol=1e-5, rtol=1e-4)
 
 
-BACKENDS = [pytest.param("compile", marks=pytest.mark.slow), "onnxruntime", "openvino"]
+BACKENDS = CPU_BACKENDS
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
 def test_per_frame_statistics_on_every_cpu_backend(bn_resnet, backend_name: str, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    if backend_name == "onnxruntime":
-        pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (pip install 'cyclestream[onnx]')")
-        pytest.importorskip("onnxscript", reason="the dynamo ONNX exporter needs onnxscript")
-    if backend_name == "openvino":
-        pytest.importorskip("openvino", reason="OpenVINO is not installed")
+    skip_unless_installed(backend_name)
     monkeypatch.setenv("CYCLESTREAM_CACHE_DIR", str(tmp_path / "cache"))
     net, path = bn_resnet
     backend = prepare_backend(load_model(path), RunOptions(backend=backend_name, batch_size=2), SIDE, SIDE)
