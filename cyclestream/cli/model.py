@@ -29,12 +29,12 @@ def _range_text(value_range: tuple[float, float]) -> str:
 def _cmd_info(args: argparse.Namespace) -> int:
     from cyclestream.engine.backends.options import RunOptions
     from cyclestream.engine.checkpoint import load_model
-    from cyclestream.engine.models.runtime_norm import describe, with_dropout_sites
+    from cyclestream.engine.models.runtime_norm import describe
 
     model = load_model(args.model)
     family, spec = model.family, model.spec
     defaults = RunOptions()
-    runs = describe(with_dropout_sites(model.generator, spec), defaults.norm_stats, defaults.dropout == "on")
+    runs = describe(model.generator, spec, defaults.norm_stats, defaults.dropout == "on")
     info = {
         "path": str(model.path),
         "format": model.format,

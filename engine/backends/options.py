@@ -108,14 +108,13 @@ def run_precision(options: RunOptions) -> PrecisionChoice:
 
 def as_run_model(model: LoadedModel, options: RunOptions) -> LoadedModel:
     """``model`` with its batch norms and dropout as ``--norm-stats`` and ``--dropout`` run them (said in the log)."""
-    from cyclestream.engine.models.runtime_norm import as_run, describe, with_dropout_sites
+    from cyclestream.engine.models.runtime_norm import as_run, describe
 
     dropout = options.dropout == "on"
-    sites = with_dropout_sites(model.generator, model.spec) if dropout else model.generator
-    said = describe(sites if dropout else with_dropout_sites(model.generator, model.spec), options.norm_stats, dropout)
+    said = describe(model.generator, model.spec, options.norm_stats, dropout)
     if said is not None:
         log.info("model: %s", said)
-    generator = as_run(sites, options.norm_stats, dropout)
+    generator = as_run(model.generator, model.spec, options.norm_stats, dropout)
     return model if generator is model.generator else dataclasses.replace(model, generator=generator)
 
 

@@ -54,11 +54,16 @@ class AlwaysDropout(nn.Module):
         return F.dropout(x, self.p, training=True)
 
 
+def lacks_dropout_sites(spec: FamilySpec) -> bool:
+    """Whether the file could not say where its dropout is: a U-Net's dropout adds no keys, so an official
+    U-Net file loads without it, though pix2pix builds it with dropout (``--no_dropout`` unset)."""
+    return isinstance(spec, GeneratorSpec) and spec.kind == "unet" and not spec.use_dropout
+
+
 def with_dropout_sites(generator: nn.Module, spec: FamilySpec) -> nn.Module:
-    """``generator`` with its dropout layers where its file cannot say: a U-Net's dropout adds no keys, so an
-    official U-Net file loads without it; pix2pix builds it with dropout (``--no_dropout`` unset), in the
-    inner blocks.  The same weights, in a U-Net of ``use_dropout=True`` (off in eval mode, as before)."""
-    if not isinstance(spec, GeneratorSpec) or spec.kind != "unet" or spec.use_dropout:
+    """``generator`` with its dropout layers where pix2pix builds them (a U-Net's inner blocks), when its file
+    could not say: the same weights, in a U-Net of ``use_dropout=True`` (off in eval mode, as before)."""
+    if not lacks_dropout_sites(spec):
         return generator
     out = build_generator(dataclasses.replace(spec, use_dropout=True))
     out.load_state_dict(generator.state_dict())
@@ -69,17 +74,19 @@ def has_batch_norm(generator: nn.Module) -> bool:
     return any(isinstance(m, nn.BatchNorm2d) for m in generator.modules())
 
 
-def has_dropout(generator: nn.Module) -> bool:
-    return any(isinstance(m, nn.Dropout) and m.p > 0 for m in generator.modules())
+def may_drop(generator: nn.Module, spec: FamilySpec) -> bool:
+    """Whether ``--dropout on`` has dropout to switch on: the generator's own, or pix2pix's U-Net sites."""
+    return lacks_dropout_sites(spec) or any(isinstance(m, nn.Dropout) and m.p > 0 for m in generator.modules())
 
 
-def as_run(generator: nn.Module, norm_stats: NormStats, dropout: bool) -> nn.Module:
+def as_run(generator: nn.Module, spec: FamilySpec, norm_stats: NormStats, dropout: bool) -> nn.Module:
     """``generator`` as it runs with these settings: itself when nothing changes, else a rewritten copy."""
     swap_norm = norm_stats == "frame" and has_batch_norm(generator)
-    swap_dropout = dropout and has_dropout(generator)
+    swap_dropout = dropout and may_drop(generator, spec)
     if not (swap_norm or swap_dropout):
         return generator
-    out = copy.deepcopy(generator)
+    sited = with_dropout_sites(generator, spec) if swap_dropout else generator
+    out = copy.deepcopy(generator) if sited is generator else sited  # never the caller's module
     for parent in list(out.modules()):
         for name, child in parent.named_children():
             if swap_norm and isinstance(child, nn.BatchNorm2d):
@@ -89,14 +96,14 @@ def as_run(generator: nn.Module, norm_stats: NormStats, dropout: bool) -> nn.Mod
     return out.eval()
 
 
-def describe(generator: nn.Module, norm_stats: NormStats, dropout: bool) -> str | None:
+def describe(generator: nn.Module, spec: FamilySpec, norm_stats: NormStats, dropout: bool) -> str | None:
     """How its batch norms and dropout run, for the run's first lines and ``info``; None when it has neither."""
     parts = []
     if has_batch_norm(generator):
         parts.append("batch norm on each frame's own statistics (the official test.py default; --norm-stats "
                      "running: its --eval)" if norm_stats == "frame" else
                      "batch norm on its running statistics (the official test.py --eval)")  # fmt: skip
-    if has_dropout(generator):
+    if may_drop(generator, spec):
         parts.append("dropout on (random every frame, as the official test.py runs it)" if dropout else
                      "dropout off (--dropout on: as the official test.py runs it)")  # fmt: skip
     return "; ".join(parts) or None

@@ -18,7 +18,7 @@ from PIL import Image
 from cyclestream.cli import main
 from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.checkpoint import load_model
-from cyclestream.engine.models.runtime_norm import FrameBatchNorm2d, as_run, with_dropout_sites
+from cyclestream.engine.models.runtime_norm import FrameBatchNorm2d, as_run
 from cyclestream.engine.options import OptionError
 from tests.engine import official_networks as ref
 from tests.engine.backends.cpu_backends import CPU_BACKENDS, skip_unless_installed
@@ -93,7 +93,8 @@ def test_the_default_is_test_py_default_and_running_is_its_eval(bn_resnet, tmp_p
 def test_frames_of_a_batch_each_get_their_own_statistics(bn_resnet) -> None:
     """test.py runs batch 1: a batch of frames must give each frame what it alone gives."""
     net, path = bn_resnet
-    model = as_run(load_model(path).generator, "frame", False)
+    loaded = load_model(path)
+    model = as_run(loaded.generator, loaded.spec, "frame", False)
     assert any(isinstance(m, FrameBatchNorm2d) for m in model.modules())
     frames = [as_tensor(picture(SIDE, s)) for s in (1, 2, 3)]
     with torch.no_grad():
@@ -123,7 +124,7 @@ def test_dropout_on_is_test_py_dropout_and_off_is_steady(dropout_unet, tmp_path:
     net, path = dropout_unet
     x = as_tensor(picture(64, 7))
     model = load_model(path)
-    on = as_run(with_dropout_sites(model.generator, model.spec), "frame", True)  # the file cannot say it has dropout
+    on = as_run(model.generator, model.spec, "frame", True)  # the file cannot say it has dropout: sites restored
     torch.manual_seed(21)
     want = official(net, x, eval_mode=False)  # training mode: batch norm on the frame, dropout dropping
     torch.manual_seed(21)
@@ -132,7 +133,7 @@ def test_dropout_on_is_test_py_dropout_and_off_is_steady(dropout_unet, tmp_path:
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
     with torch.no_grad():
         assert not torch.allclose(on(x), on(x))  # new draws every call
-        off = as_run(model.generator, "frame", False)
+        off = as_run(model.generator, model.spec, "frame", False)
         torch.testing.assert_close(off(x), off(x))
 
 
