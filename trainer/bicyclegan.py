@@ -39,7 +39,7 @@ from cyclestream.trainer.losses import GANLoss
 from cyclestream.trainer.networks import init_weights, set_requires_grad
 from cyclestream.trainer.options import TrainOptions, per_process_batch
 from cyclestream.trainer.plot import grid
-from cyclestream.trainer.task import Runtime, Task
+from cyclestream.trainer.task import Runtime, Task, direction_metadata
 
 LOSSES = ("G_GAN", "D", "G_GAN2", "D2", "G_L1", "z_L1", "kl")
 SAMPLE_ZS = 3  # z samples in each row of the epoch's picture
@@ -150,14 +150,7 @@ class BicycleGANTask(Task):
 
     def export(self, run_dir: Path, info: dict[str, Any]) -> list[Path]:
         src, dst = self.domains
-        meta = {
-            "domains": {"A": src, "B": dst},
-            "direction": f"{src} -> {dst}",
-            "input_domain": src,
-            "output_domain": dst,
-            "network": "G",
-            **info,
-        }
+        meta = {**direction_metadata(self.domains, src, dst, "G"), **info}
         for name in ("G", "E"):  # the reference's files of them
             write_official(self.nets[name], run_dir / official_file_name(name))
         return [save_model(run_dir / "G.safetensors", self.nets["G"], self.spec, meta)]

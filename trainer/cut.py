@@ -28,7 +28,7 @@ from cyclestream.trainer.losses import GANLoss
 from cyclestream.trainer.networks import init_weights, set_requires_grad
 from cyclestream.trainer.options import TrainOptions
 from cyclestream.trainer.plot import grid
-from cyclestream.trainer.task import Runtime, Task
+from cyclestream.trainer.task import Runtime, Task, direction_metadata
 
 
 @dataclass(frozen=True)
@@ -194,12 +194,5 @@ class CUTTask(Task):
     def export(self, run_dir: Path, info: dict[str, Any]) -> list[Path]:
         """G.safetensors (A→B): what ``translate --model`` loads."""
         name_a, name_b = self.domains
-        meta = {
-            "domains": {"A": name_a, "B": name_b},
-            "direction": f"{name_a} -> {name_b}",
-            "input_domain": name_a,
-            "output_domain": name_b,
-            "network": "G",
-            **info,
-        }
+        meta = {**direction_metadata(self.domains, name_a, name_b, "G"), **info}
         return [save_model(run_dir / "G.safetensors", self.nets["G"], self.spec, meta)]

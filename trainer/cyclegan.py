@@ -23,7 +23,7 @@ from cyclestream.trainer.losses import GANLoss, ImagePool
 from cyclestream.trainer.networks import NLayerDiscriminator, init_weights, set_requires_grad
 from cyclestream.trainer.options import TrainOptions
 from cyclestream.trainer.plot import grid
-from cyclestream.trainer.task import Runtime, Task
+from cyclestream.trainer.task import Runtime, Task, direction_metadata
 
 LOSSES = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")
 
@@ -134,8 +134,7 @@ class CycleGANTask(Task):
         name_a, name_b = self.domains
         out = []
         for net, src, dst in (("G_A", name_a, name_b), ("G_B", name_b, name_a)):
-            meta = {"domains": {"A": name_a, "B": name_b}, "direction": f"{src} -> {dst}", "input_domain": src,
-                    "output_domain": dst, "network": net, **info}
+            meta = {**direction_metadata(self.domains, src, dst, net), **info}
             out.append(save_model(run_dir / f"{net}.safetensors", self.nets[net], self.spec, meta))
             write_official(self.nets[net], run_dir / official_file_name(net))
         return out

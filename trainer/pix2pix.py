@@ -24,7 +24,7 @@ from cyclestream.trainer.losses import GANLoss, ImagePool
 from cyclestream.trainer.networks import NLayerDiscriminator, init_weights, set_requires_grad
 from cyclestream.trainer.options import TrainOptions
 from cyclestream.trainer.plot import grid
-from cyclestream.trainer.task import Runtime, Task
+from cyclestream.trainer.task import Runtime, Task, direction_metadata
 
 LOSSES = ("G_GAN", "G_L1", "D_real", "D_fake")
 
@@ -90,7 +90,6 @@ class Pix2PixTask(Task):
 
     def export(self, run_dir: Path, info: dict[str, Any]) -> list[Path]:
         src, dst = self.domains
-        meta = {"domains": {"A": src, "B": dst}, "direction": f"{src} -> {dst}", "input_domain": src,
-                "output_domain": dst, "network": "G", **info}
+        meta = {**direction_metadata(self.domains, src, dst, "G"), **info}
         write_official(self.nets["G"], run_dir / official_file_name("G"))  # the official code's file of it
         return [save_model(run_dir / "G.safetensors", self.nets["G"], self.spec, meta)]

@@ -54,6 +54,13 @@ def linear_decay(epochs: int, epochs_decay: int) -> Callable[[int], float]:
     return factor
 
 
+def direction_metadata(domains: tuple[str, str], src: str, dst: str, network: str) -> dict[str, Any]:
+    """What a translating model file says of its direction (``translate``, ``info`` and ``distill`` read it):
+    the run's domains A and B, which one it takes and which it gives, and the network it is."""
+    return {"domains": {"A": domains[0], "B": domains[1]}, "direction": f"{src} -> {dst}", "input_domain": src,
+            "output_domain": dst, "network": network}  # fmt: skip
+
+
 def task_speed(options: TrainOptions, device: torch.device) -> Speed:
     """The concrete mode of a run's options (``auto`` left by a caller that did not resolve it: the exact path)."""
     run = options.run
