@@ -10,6 +10,11 @@ Each batch is split in halves; only the first half's A images are translated:
 - G and E step together; then D on (B₁ real, fake₁) and D2 on (B₂ real, fake₂), each the sum of its two
   LSGAN terms over both scales, on the fakes of this iteration's forward pass.
 
+The reference's three choices: ``--where-add`` (z at the input image or at every U-Net level: the
+generator's layout, saved as such), ``--use-same-d`` (no D2: D judges both halves, in G's loss and in
+one step of D over both pairs' losses) and ``--conditional-d`` (the discriminators take the input image
+and the output side by side, 3 + 3 channels: (A₁, fake₁), (A₁, B₁), (A₁, fake₂) and (A₂, B₂)).
+
 A batch smaller than the per-process batch (an epoch's last) is skipped, as the reference skips it.
 Where this departs from the reference: G and E share one Adam (Adam is per weight, so the steps are
 the same; one gradient scaler for fp16); the latent regression and the G/E losses are one backward
@@ -61,16 +66,19 @@ class BicycleGANTask(Task):
         a, b = (d.name_a or "A"), (d.name_b or "B")
         self.domains = (b, a) if d.direction == "BtoA" else (a, b)
         self.batch = per_process_batch(int(o.batch_size or 2), runtime.world_size, options.run.ddp_recipe)
-        self.spec = BicycleGANSpec(nz=m.nz, ngf=int(m.ngf or 64), n_blocks=int(m.n_blocks or 8), where_add="all")
+        self.spec = BicycleGANSpec(nz=m.nz, ngf=int(m.ngf or 64), n_blocks=int(m.n_blocks or 8), where_add=m.where_add)
         g = BicycleGANGenerator(self.spec)
         if m.dropout:
             add_dropout(g, self.spec.n_blocks)
         xavier = {"gain": m.init_gain, "init_type": "xavier"}  # the reference's --init_type xavier
         self.add_net("G", init_weights(g, **xavier))
         self.add_net("E", init_weights(ResNetEncoder(3, m.nz, m.nef, encoder_blocks(crop)), **xavier))
-        self.discriminators = [n for n, weight in (("D", m.lambda_gan), ("D2", m.lambda_gan2)) if weight > 0]
+        weights = (("D", m.lambda_gan), ("D2", 0.0 if m.use_same_d else m.lambda_gan2))
+        self.discriminators = [n for n, weight in weights if weight > 0]
+        self.judge2 = "D" if m.use_same_d else "D2"  # the discriminator of the cLR-GAN half
+        d_input = 3 + 3 if m.conditional_d else 3  # the reference's input_nc + output_nc
         for name in self.discriminators:
-            self.add_net(name, init_weights(MultiScaleDiscriminator(3, m.ndf, D_LAYERS, D_SCALES), **xavier))
+            self.add_net(name, init_weights(MultiScaleDiscriminator(d_input, m.ndf, D_LAYERS, D_SCALES), **xavier))
         self.add_optimizer("G", ["G", "E"])
         for name in self.discriminators:
             self.add_optimizer(name, [name])
@@ -99,12 +107,20 @@ class BicycleGANTask(Task):
         with self.autocast():
             fake_enc = g(a_enc, z_encoded)
             fake_rand = g(a_enc, z_random)
+        if m.conditional_d:  # (input, output) pairs; the real cLR-GAN pair is the second half's own
+            pairs = {
+                "D": (torch.cat([a_enc, b_enc], 1), torch.cat([a_enc, fake_enc], 1)),
+                "D2": (torch.cat([real_a[half:], b_rand], 1), torch.cat([a_enc, fake_rand], 1)),
+            }
+        else:
+            pairs = {"D": (b_enc, fake_enc), "D2": (b_rand, fake_rand)}
 
         set_requires_grad([self.nets[n] for n in self.discriminators], False)
         self.optimizers["G"].zero_grad(set_to_none=True)
         with self.autocast():
-            loss_gan = self.gan_loss(self.nets["D"](fake_enc), True) * m.lambda_gan if m.lambda_gan > 0 else zero
-            loss_gan2 = self.gan_loss(self.nets["D2"](fake_rand), True) * m.lambda_gan2 if m.lambda_gan2 > 0 else zero
+            nets, fake1, fake2 = self.nets, pairs["D"][1], pairs["D2"][1]
+            loss_gan = self.gan_loss(nets["D"](fake1), True) * m.lambda_gan if m.lambda_gan > 0 else zero
+            loss_gan2 = self.gan_loss(nets[self.judge2](fake2), True) * m.lambda_gan2 if m.lambda_gan2 > 0 else zero
             loss_kl = torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) * (-0.5 * m.lambda_kl)
             loss_l1 = F.l1_loss(fake_enc.float(), b_enc) * float(m.lambda_l1 or 0)
             loss_z = zero
@@ -124,17 +140,18 @@ class BicycleGANTask(Task):
             "kl": loss_kl.detach(),
         }
         set_requires_grad([self.nets[n] for n in self.discriminators], True)
-        for name, real, fake, key in (("D", b_enc, fake_enc, "D"), ("D2", b_rand, fake_rand, "D2")):
-            if name not in self.discriminators:
-                continue
+        for name in self.discriminators:  # with --use-same-d, D alone: both pairs' losses, one step
+            keys = [key for key in pairs if (self.judge2 if key == "D2" else "D") == name]
             d = self.wrapped[name]
             self.optimizers[name].zero_grad(set_to_none=True)
             with self.autocast():
-                loss_fake = self.gan_loss(d(fake.detach()), False)
-                loss_real = self.gan_loss(d(real), True)
-            self.backward(name, loss_fake + loss_real)
+                terms = {}
+                for key in keys:
+                    real, fake = pairs[key]
+                    terms[key] = self.gan_loss(d(fake.detach()), False) + self.gan_loss(d(real), True)
+            self.backward(name, torch.stack(list(terms.values())).sum())
             self.update(name)
-            losses[key] = (loss_fake + loss_real).detach()
+            losses.update({key: term.detach() for key, term in terms.items()})
         return losses
 
     def sample_grid(self, count: int) -> np.ndarray:

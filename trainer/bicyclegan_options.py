@@ -2,7 +2,9 @@
 and its ``scripts/train*.sh``: 286 → 256 px, batch 2 split into a cVAE-GAN and a cLR-GAN half, nz 8,
 ``unet_256`` with z added at every level and dropout, ``resnet_256`` encoder, two 2-scale PatchGANs,
 instance norm, LSGAN, λ_L1 10, λ_z 0.5, λ_KL 0.01, λ_GAN = λ_GAN2 = 1, Adam 2e-4 with β1 0.5, 100 + 100
-epochs) and what a run of it needs (imports no torch; the task itself is trainer/bicyclegan.py)."""
+epochs; ``--where-add``, ``--use-same-d`` and ``--conditional-d`` are ModelOptions fields, the reference's
+``all``, off and off by default) and what a run of it needs (imports no torch; the task itself is
+trainer/bicyclegan.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from cyclestream.trainer.tasks import TaskDeclaration, TaskDefaults
 if TYPE_CHECKING:
     from cyclestream.trainer.options import TrainOptions
 
-MIN_CROP = 64  # the U-Net with z at every level has at least 6 levels; the encoder ends at 8×8
+MIN_CROP = 64  # the U-Net with z at every level has at least 6 levels; the 2-scale PatchGANs need 64 px
 
 
 def unet_levels(crop_size: int) -> int:
@@ -34,10 +36,16 @@ def validate(options: TrainOptions) -> None:
             f"bicyclegan --crop-size {crop}: must be a power of two, at least {MIN_CROP} "
             f"(default {TASK.defaults.crop_size})"
         )
-    if levels < 6 or crop % 2**levels:
+    low = 6 if model.where_add == "all" else 5  # the reference's G_Unet_add_all / G_Unet_add_input
+    if levels < low or crop % 2**levels:
         raise TrainingError(
-            f"bicyclegan --n-blocks {levels}: the U-Net needs at least 6 levels and --crop-size "
+            f"bicyclegan --n-blocks {levels}: the U-Net needs at least {low} levels and --crop-size "
             f"{crop} a multiple of 2**{levels}"
+        )
+    if model.use_same_d and model.lambda_gan2 > 0 and not model.lambda_gan > 0:
+        raise TrainingError(
+            "bicyclegan --use-same-d trains the one discriminator as D, which --lambda-gan 0 leaves out; "
+            "give --lambda-gan above 0 or drop --use-same-d"
         )
     if model.norm != "instance":
         raise TrainingError(f"bicyclegan --norm {model.norm}: only instance norm (the published generator's)")

@@ -79,6 +79,11 @@ class ModelOptions(Options):
     lambda_z: float = option(0.5, min=0, help="bicyclegan: latent regression weight, |E(G(A, z)) − z|")
     lambda_kl: float = option(0.01, min=0, help="bicyclegan: KL weight of the encoder's N(μ, σ²) against N(0, 1)")
     nef: int = option(64, min=1, help="bicyclegan: encoder width")
+    where_add: Literal["input", "all"] = option("all", help="bicyclegan: where z enters the U-Net: the input image "
+                                                "only, or every level's down-convolution")
+    use_same_d: bool = option(False, help="bicyclegan: one discriminator judges both halves' outputs (no D2)")
+    conditional_d: bool = option(False, help="bicyclegan: the discriminators judge the input image beside the real "
+                                 "or generated output")
     lambda_nce: float | None = option(None, min=0, default_text="the recipe's (trainer/cut_options.py)",
                                       help="cut/fastcut: PatchNCE loss weight")
     nce_idt: bool | None = option(None, default_text="the recipe's (trainer/cut_options.py)",

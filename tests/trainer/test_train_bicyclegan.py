@@ -1,7 +1,9 @@
 """``--model bicyclegan``: the step is junyanz/BicycleGAN's ``BiCycleGANModel.optimize_parameters``, checked
 against an independent re-implementation of that model (its encoder, multi-scale discriminator, GAN loss and
-step, written from the reference's layer lists) from the same weights, batches and seed; a tiny run on
-aligned images trains, resumes bit for bit and writes a G.safetensors that translates with ``--z-seed``."""
+step, written from the reference's layer lists) from the same weights, batches and seed, with the reference's
+defaults and with each of its ``--where_add input``, ``--use_same_D`` and ``--conditional_D``; a tiny run on
+aligned images trains, resumes bit for bit and writes a G.safetensors that translates with ``--z-seed`` (a
+``--where-add input`` run: a generator of that layout)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from cyclestream.trainer.bicyclegan import BicycleGANTask
 from cyclestream.trainer.loop import train
 from cyclestream.trainer.options import DataOptions, ModelOptions, OptimOptions, TrainingError, TrainOptions
 from cyclestream.trainer.task import Runtime
-from tests.engine.official_conditioned import BicycleAddAll
+from tests.engine.official_conditioned import BicycleAddAll, BicycleAddInput
 from tests.trainer.helpers import Killed, aligned, assert_same_runs, kill_at, override, quiet_run
 
 CPU = Runtime(torch.device("cpu"))
@@ -149,25 +151,44 @@ def with_reference_dropout(G: BicycleAddAll, num_downs: int) -> BicycleAddAll:
     return G
 
 
-class ReferenceBiCycleGAN:
-    """``BiCycleGANModel`` with its defaults but the weights given: unconditional D, separate D and D2, E
-    VAE-like; ``optimize_parameters`` on one batch."""
+def with_reference_dropout_input(G: BicycleAddInput, num_downs: int) -> BicycleAddInput:
+    """``--use_dropout`` in ``G_Unet_add_input``: Dropout(0.5) at the end of ``model`` in the ``num_downs - 5``
+    blocks built right above the innermost."""
+    blocks = [G.model]
+    while True:
+        inner = [m for m in blocks[-1].model if isinstance(m, type(G.model))]
+        if not inner:
+            break
+        blocks.append(inner[0])
+    innermost = len(blocks) - 1
+    for k in range(1, 1 + (num_downs - 5)):
+        blocks[innermost - k].model.append(nn.Dropout(0.5))
+    return G
 
-    def __init__(self, G, E, D, D2, *, lr, beta1, nz, lambda_L1, lambda_z, lambda_kl, lambda_GAN, lambda_GAN2):
+
+class ReferenceBiCycleGAN:
+    """``BiCycleGANModel`` with its defaults but the weights given and ``use_same_D`` / ``conditional_D`` as
+    asked (D2 is None with ``use_same_D``); E VAE-like; ``optimize_parameters`` on one batch."""
+
+    def __init__(self, G, E, D, D2, *, lr, beta1, nz, lambda_L1, lambda_z, lambda_kl, lambda_GAN, lambda_GAN2,
+                 use_same_D=False, conditional_D=False):  # fmt: skip
         self.netG, self.netE, self.netD, self.netD2, self.nz = G, E, D, D2, nz
         self.lambda_L1, self.lambda_z, self.lambda_kl = lambda_L1, lambda_z, lambda_kl
         self.lambda_GAN, self.lambda_GAN2 = lambda_GAN, lambda_GAN2
+        self.use_same_D, self.conditional_D = use_same_D, conditional_D
         self.optimizer_G = torch.optim.Adam(G.parameters(), lr=lr, betas=(beta1, 0.999))
         self.optimizer_E = torch.optim.Adam(E.parameters(), lr=lr, betas=(beta1, 0.999))
         self.optimizer_D = torch.optim.Adam(D.parameters(), lr=lr, betas=(beta1, 0.999))
-        self.optimizer_D2 = torch.optim.Adam(D2.parameters(), lr=lr, betas=(beta1, 0.999))
+        if not use_same_D:
+            self.optimizer_D2 = torch.optim.Adam(D2.parameters(), lr=lr, betas=(beta1, 0.999))
         self.criterionL1, self.criterionZ = nn.L1Loss(), nn.L1Loss()
 
     @staticmethod
     def set_requires_grad(nets, requires_grad):
         for net in nets:
-            for param in net.parameters():
-                param.requires_grad = requires_grad
+            if net is not None:
+                for param in net.parameters():
+                    param.requires_grad = requires_grad
 
     def encode(self, input_image):
         mu, logvar = self.netE.forward(input_image)
@@ -178,11 +199,19 @@ class ReferenceBiCycleGAN:
     def forward(self, real_A, real_B):
         half_size = real_A.size(0) // 2
         self.real_A_encoded, self.real_B_encoded = real_A[0:half_size], real_B[0:half_size]
-        self.real_B_random = real_B[half_size:]
+        self.real_A_random, self.real_B_random = real_A[half_size:], real_B[half_size:]
         self.z_encoded, self.mu, self.logvar = self.encode(self.real_B_encoded)
         self.z_random = torch.randn(self.real_A_encoded.size(0), self.nz)
         self.fake_B_encoded = self.netG(self.real_A_encoded, self.z_encoded)
         self.fake_B_random = self.netG(self.real_A_encoded, self.z_random)
+        if self.conditional_D:
+            self.fake_data_encoded = torch.cat([self.real_A_encoded, self.fake_B_encoded], 1)
+            self.real_data_encoded = torch.cat([self.real_A_encoded, self.real_B_encoded], 1)
+            self.fake_data_random = torch.cat([self.real_A_encoded, self.fake_B_random], 1)
+            self.real_data_random = torch.cat([self.real_A_random, self.real_B_random], 1)
+        else:
+            self.fake_data_encoded, self.fake_data_random = self.fake_B_encoded, self.fake_B_random
+            self.real_data_encoded, self.real_data_random = self.real_B_encoded, self.real_B_random
         self.mu2, _ = self.netE(self.fake_B_random)
 
     def backward_D(self, netD, real, fake):
@@ -193,8 +222,9 @@ class ReferenceBiCycleGAN:
         return loss_D
 
     def backward_EG(self):
-        self.loss_G_GAN = ref_gan_loss(self.netD(self.fake_B_encoded), True)[0] * self.lambda_GAN
-        self.loss_G_GAN2 = ref_gan_loss(self.netD2(self.fake_B_random), True)[0] * self.lambda_GAN2
+        self.loss_G_GAN = ref_gan_loss(self.netD(self.fake_data_encoded), True)[0] * self.lambda_GAN
+        netD2 = self.netD if self.use_same_D else self.netD2
+        self.loss_G_GAN2 = ref_gan_loss(netD2(self.fake_data_random), True)[0] * self.lambda_GAN2
         self.loss_kl = torch.sum(1 + self.logvar - self.mu.pow(2) - self.logvar.exp()) * (-0.5 * self.lambda_kl)
         self.loss_G_L1 = self.criterionL1(self.fake_B_encoded, self.real_B_encoded) * self.lambda_L1
         self.loss_G = self.loss_G_GAN + self.loss_G_GAN2 + self.loss_G_L1 + self.loss_kl
@@ -215,11 +245,14 @@ class ReferenceBiCycleGAN:
     def update_D(self):
         self.set_requires_grad([self.netD, self.netD2], True)
         self.optimizer_D.zero_grad()
-        self.loss_D = self.backward_D(self.netD, self.real_B_encoded, self.fake_B_encoded)
+        self.loss_D = self.backward_D(self.netD, self.real_data_encoded, self.fake_data_encoded)
+        if self.use_same_D:
+            self.loss_D2 = self.backward_D(self.netD, self.real_data_random, self.fake_data_random)
         self.optimizer_D.step()
-        self.optimizer_D2.zero_grad()
-        self.loss_D2 = self.backward_D(self.netD2, self.real_B_random, self.fake_B_random)
-        self.optimizer_D2.step()
+        if not self.use_same_D:
+            self.optimizer_D2.zero_grad()
+            self.loss_D2 = self.backward_D(self.netD2, self.real_data_random, self.fake_data_random)
+            self.optimizer_D2.step()
 
     def optimize_parameters(self, real_A, real_B) -> dict[str, float]:
         self.forward(real_A, real_B)
@@ -240,28 +273,49 @@ def snapshot(net: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
+CHOICES = {  # the reference's --where_add input, --use_same_D, --conditional_D, one at a time
+    "defaults": {},
+    "where_add_input": {"where_add": "input"},
+    "use_same_d": {"use_same_d": True},
+    "conditional_d": {"conditional_d": True},
+}
+
+
+@pytest.mark.parametrize("choice", list(CHOICES))
 def test_the_bicyclegan_step_is_the_reference_optimize_parameters(
-    tiny_bicyclegan: Callable[..., TrainOptions],
+    tiny_bicyclegan: Callable[..., TrainOptions], choice: str
 ) -> None:
     # Every weight away from its default, so that each term is checked with its own weight.
     opts = tiny_bicyclegan(
-        "objective", lambda_l1=7.0, lambda_z=0.9, lambda_kl=0.3, lambda_gan=0.8, lambda_gan2=1.3
+        "objective", lambda_l1=7.0, lambda_z=0.9, lambda_kl=0.3, lambda_gan=0.8, lambda_gan2=1.3, **CHOICES[choice]
     ).resolved()
     m, o = opts.model, opts.optim
     assert (m.nz, m.n_blocks, m.dropout, m.gan_mode, o.batch_size) == (8, 6, True, "lsgan", 2)  # the recipe
     task = BicycleGANTask(opts, CPU)
     task.wrap()
+    if m.where_add == "input":
+        G = with_reference_dropout_input(BicycleAddInput(3, 3, 8, num_downs=6, ngf=4), num_downs=6)
+    else:
+        G = with_reference_dropout(BicycleAddAll(3, 3, 8, num_downs=6, ngf=4), num_downs=6)
+    D_output_nc = 3 + 3 if m.conditional_d else 3  # the reference's input_nc + output_nc when conditional_D
     nets = {
-        "G": with_reference_dropout(BicycleAddAll(3, 3, 8, num_downs=6, ngf=4), num_downs=6),
+        "G": G,
         "E": RefEResNet(3, 8, 4, n_blocks=3),  # resnet_256's layer list, three blocks for 64 px
-        "D": RefDNLayersMulti(3, 4),
-        "D2": RefDNLayersMulti(3, 4),
+        "D": RefDNLayersMulti(D_output_nc, 4),
     }
+    if not m.use_same_d:
+        nets["D2"] = RefDNLayersMulti(D_output_nc, 4)
+    assert sorted(task.nets) == sorted(nets)  # no D2 with use_same_D
     for name, net in nets.items():
         net.load_state_dict(task.nets[name].state_dict())  # the published key layout, key for key
         net.train()
     ref = ReferenceBiCycleGAN(
-        *nets.values(),
+        nets["G"],
+        nets["E"],
+        nets["D"],
+        nets.get("D2"),
+        use_same_D=m.use_same_d,
+        conditional_D=m.conditional_d,
         lr=o.lr,
         beta1=o.beta1,
         nz=8,
@@ -276,8 +330,9 @@ def test_the_bicyclegan_step_is_the_reference_optimize_parameters(
     # and G and E stepping through D before D steps); the losses of three steps follow the weights further.
     # (Later weights drift apart in the last bits: a bias before an instance norm has no gradient but rounding.)
     for name, nets_of in (("G", ("G", "E")), ("D", ("D",)), ("D2", ("D2",))):
-        task.optimizers[name] = sgd(p for n in nets_of for p in task.nets[n].parameters())
-    for name in ("G", "E", "D", "D2"):
+        if name in nets:
+            task.optimizers[name] = sgd(p for n in nets_of for p in task.nets[n].parameters())
+    for name in nets:
         setattr(ref, f"optimizer_{name}", sgd(nets[name].parameters()))
     gen = torch.Generator().manual_seed(5)
     data = [{k: torch.rand(2, 3, SIZE, SIZE, generator=gen) * 2 - 1 for k in ("A", "B")} for _ in range(3)]
@@ -304,6 +359,32 @@ def test_the_bicyclegan_step_is_the_reference_optimize_parameters(
     assert moved > 1e-4  # the step moved the weights well beyond the tolerance
 
 
+def translations_with_z_seeds(
+    model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], seeds: tuple[int, ...] = (1, 2)
+) -> list[np.ndarray]:
+    """``translate --z-seed N`` of the first training input's A half with ``model_file``, each output checked
+    against the loaded generator on that image and z = randn(1, nz) of the seed."""
+    from cyclestream.cli import main
+
+    model = load_model(model_file)
+    rgb = np.asarray(Image.open(next((tmp_path / "data").glob("*.png"))).convert("RGB"))[:, :SIZE]
+    Image.fromarray(rgb).save(tmp_path / "in.png")
+    outs = []
+    for seed in seeds:
+        out = tmp_path / f"out{seed}.png"
+        argv = ["translate", str(tmp_path / "in.png"), str(out), "--model", str(model_file),
+                "--backend", "eager", "--temporal", "off", "--no-preview", "--z-seed", str(seed)]  # fmt: skip
+        assert main(argv) == 0, capsys.readouterr().err
+        outs.append(np.asarray(Image.open(out).convert("RGB")))
+        z = torch.randn(1, model.spec.nz, generator=torch.Generator().manual_seed(seed))
+        x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+        with torch.no_grad():
+            y = model.generator(x, z)
+        expected = ((y[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        assert np.abs(outs[-1].astype(int) - expected.astype(int)).max() <= 1
+    return outs
+
+
 def test_bicyclegan_options_refuse_what_its_networks_cannot_take(
     tiny_bicyclegan: Callable[..., TrainOptions],
 ) -> None:
@@ -314,6 +395,8 @@ def test_bicyclegan_options_refuse_what_its_networks_cannot_take(
         ({"norm": "batch"}, "bicyclegan --norm batch: only instance norm"),
         ({"n_blocks": 7}, "bicyclegan --n-blocks 7: the U-Net needs at least 6 levels and --crop-size 64"),
         ({"data": None}, "bicyclegan needs --data DIR"),
+        ({"where_add": "input", "n_blocks": 4}, "bicyclegan --n-blocks 4: the U-Net needs at least 5 levels"),
+        ({"use_same_d": True, "lambda_gan": 0.0}, "bicyclegan --use-same-d trains the one discriminator as D"),
     ):
         with pytest.raises(TrainingError, match="^" + message):
             tiny_bicyclegan(**overrides).resolved()
@@ -335,20 +418,31 @@ def test_a_bicyclegan_run_resumes_bit_for_bit_and_translates_with_a_z_seed(
     assert model.family.name == "bicyclegan" and (model.spec.nz, model.spec.n_blocks) == (8, 6)
     assert main(["info", str(reference / "G.safetensors")]) == 0
     assert "bicyclegan" in capsys.readouterr().out
-
-    rgb = np.asarray(Image.open(next((tmp_path / "data").glob("*.png"))).convert("RGB"))[:, :SIZE]
-    Image.fromarray(rgb).save(tmp_path / "in.png")
-    outs = []
-    for seed in (1, 2):
-        out = tmp_path / f"out{seed}.png"
-        argv = ["translate", str(tmp_path / "in.png"), str(out), "--model", str(reference / "G.safetensors"),
-                "--backend", "eager", "--temporal", "off", "--no-preview", "--z-seed", str(seed)]  # fmt: skip
-        assert main(argv) == 0, capsys.readouterr().err
-        outs.append(np.asarray(Image.open(out).convert("RGB")))
-        z = torch.randn(1, 8, generator=torch.Generator().manual_seed(seed))
-        x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
-        with torch.no_grad():
-            y = model.generator(x, z)
-        expected = ((y[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
-        assert np.abs(outs[-1].astype(int) - expected.astype(int)).max() <= 1
+    outs = translations_with_z_seeds(reference / "G.safetensors", tmp_path, capsys)
     assert outs[0].shape == (SIZE, SIZE, 3) and not np.array_equal(outs[0], outs[1])  # z changes the output
+
+
+def test_a_where_add_input_run_saves_and_translates_a_generator_with_z_at_the_input(
+    tiny_bicyclegan: Callable[..., TrainOptions], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cyclestream.cli import main
+
+    tiny_bicyclegan()  # the fixture's aligned images in tmp_path/data
+    out = tmp_path / "input"
+    argv = ["-q", "train", "--model", "bicyclegan", "--data", str(tmp_path / "data"), "--out", str(out),
+            "--where-add", "input", "--ngf", "4", "--ndf", "4", "--nef", "4", "--load-size", "72", "--crop-size",
+            str(SIZE), "--epochs", "1", "--epochs-decay", "0", "--samples", "1", "--precision", "fp32",
+            "--threads", "1", "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    model = load_model(out / "G.safetensors")
+    assert model.family.name == "bicyclegan" and model.spec.where_add == "input"
+    assert (model.spec.nz, model.spec.n_blocks, model.spec.ngf) == (8, 6, 4)
+    assert model.metadata["training"]["model"]["where_add"] == "input"
+    # the published key layout of G_Unet_add_input: its first convolution over the image and z's planes
+    keys = set(model.generator.state_dict())
+    reference = BicycleAddInput(3, 3, 8, num_downs=6, ngf=4)
+    assert keys == set(reference.state_dict()) and model.generator.model.model[0].in_channels == 3 + 8
+    official = load_model(out / "latest_net_G.pth")  # the reference's file of it, recognised from its keys
+    assert official.spec.where_add == "input"
+    outs = translations_with_z_seeds(out / "G.safetensors", tmp_path, capsys)
+    assert not np.array_equal(outs[0], outs[1])  # z changes the output
