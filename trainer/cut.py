@@ -110,7 +110,9 @@ class CUTTask(Task):
 
     def nce_loss(self, src: torch.Tensor, tgt: torch.Tensor, flipped: bool) -> torch.Tensor:
         """PatchNCE between G's features of ``tgt`` (flipped back when the input was flipped) and of ``src``."""
-        g, f, s = self.nets["G"], self.nets["F"], self.nce
+        # G's features through the plain module (DDP runs only ``forward``): its gradients are still reduced, as
+        # the step's DDP forward of G came first; the heads through their wrapper, or each rank keeps its own.
+        g, f, s = self.nets["G"], self.wrapped["F"], self.nce
         assert isinstance(g, CutGenerator)
         feat_q = g.features(tgt, s.layers)
         if flipped:

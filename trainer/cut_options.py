@@ -41,7 +41,7 @@ def nce_layers(text: str) -> list[int]:
 def validate(options: TrainOptions) -> None:
     from cyclestream.trainer.options import TrainingError, check_patchgan
 
-    data, model, run = options.data, options.model, options.run
+    data, model = options.data, options.model
     assert data.crop_size is not None
     if data.crop_size % 4:
         raise TrainingError(f"--crop-size {data.crop_size}: a ResNet generator needs a multiple of 4")
@@ -56,11 +56,6 @@ def validate(options: TrainOptions) -> None:
     depth = (23 if model.antialias else 19) + int(model.n_blocks or 0)  # the generator's layers (model.N)
     if layers[-1] >= depth:
         raise TrainingError(f"--nce-layers {model.nce_layers}: the generator has no layer {layers[-1]}")
-    if run.nproc > 1:
-        raise TrainingError(
-            f"{model.model} trains in one process (its PatchNCE runs the generator several times "
-            "per step); use --nproc 1"
-        )
     check_patchgan(data.crop_size, options.model.n_layers_d)
 
 
