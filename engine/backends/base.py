@@ -66,6 +66,9 @@ class Backend(ABC):
     # ``frame_times`` (one per frame of the next ``run``, None where a frame has no timestamp).
     conditioning_at: Callable[[float], tuple[torch.Tensor, ...]] | None = None
     frame_times: list[float | None] | None = None
+    # Values for each frame of the next ``run`` ((N, size) each), set by a batcher whose frames come from
+    # streams holding values of their own (``SharedBackend``: each browser's ``--target``); None: the above.
+    frame_conditioning: tuple[torch.Tensor, ...] | None = None
 
     @abstractmethod
     def prepare(self, model: LoadedModel, shape: FrameShape, precision: Precision) -> None:
@@ -76,13 +79,20 @@ class Backend(ABC):
         """The generator on a float (N, 3, H', W') input already padded to the size multiple, on the
         backend's device (or the host for CPU backends); returns float (N, 3, H', W')."""
 
-    def conditioning_batch(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The conditioning values repeated for the batch of ``x``, on its device, in its dtype."""
+    def frame_values(self, n: int) -> tuple[torch.Tensor, ...]:
+        """The conditioning values of the next run's ``n`` frames, (n, size) each, on the host: the batcher's
+        rows, else the path's values at the frames' times, else the constant values repeated."""
+        if self.frame_conditioning is not None and all(len(v) == n for v in self.frame_conditioning):
+            return self.frame_conditioning
         times = self.frame_times
-        if self.conditioning_at is not None and times is not None and len(times) == x.shape[0]:
+        if self.conditioning_at is not None and times is not None and len(times) == n:
             rows = [self.conditioning_at(t) if t is not None else self.conditioning for t in times]
-            return tuple(torch.cat(values).to(x.device, x.dtype) for values in zip(*rows, strict=True))
-        return tuple(c.to(x.device, x.dtype).expand(x.shape[0], -1).contiguous() for c in self.conditioning)
+            return tuple(torch.cat(values) for values in zip(*rows, strict=True))
+        return tuple(c.expand(n, -1) for c in self.conditioning)
+
+    def conditioning_batch(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The conditioning values for the batch of ``x``, on its device, in its dtype."""
+        return tuple(v.to(x.device, x.dtype).contiguous() for v in self.frame_values(x.shape[0]))
 
     def ready(self, model: LoadedModel, shape: FrameShape) -> None:
         """The end of every ``prepare``: remember the size multiple and the family's value range, open the

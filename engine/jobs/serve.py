@@ -33,7 +33,7 @@ import torch
 from cyclestream.engine.backends.base import Backend
 from cyclestream.engine.backends.options import prepare_backend
 from cyclestream.engine.backends.shared import SharedBackend
-from cyclestream.engine.checkpoint import load_model
+from cyclestream.engine.checkpoint import LoadedModel, load_model
 from cyclestream.engine.errors import CycleStreamError
 from cyclestream.engine.serve.access import TOKEN_PARAMETER, Access, is_loopback, server_names
 from cyclestream.engine.serve.options import ServeOptions
@@ -167,8 +167,8 @@ def run_serve(
         log.info("model: %.0f ms a frame at %dx%d", 1000 * _time_one_frame(backend, width, height), width, height)
         shared = SharedBackend(backend, streams=1)
         name = Path(str(options.model)).name
-        app = asyncio.run(_serve(options, sock, ssl_context, shared, url, access, name, serve_app, on_ready, stop,
-                                 signals))
+        app = asyncio.run(_serve(options, sock, ssl_context, shared, url, access, name, model, serve_app, on_ready,
+                                 stop, signals))
         report = ServeReport(url, app.served, app.refused, shared.calls, shared.frames)
     finally:
         if shared is not None:
@@ -194,6 +194,7 @@ async def _serve(
     url: str,
     access: Access,
     model_name: str,
+    model: LoadedModel,
     serve_app: type[ServeApp],
     on_ready: Callable[[str, ServeApp], None] | None,
     stop: threading.Event | None,
@@ -204,7 +205,7 @@ async def _serve(
     from cyclestream.engine.serve.connections import OneLineLogger
 
     stopping = stop or threading.Event()
-    app = serve_app(options, shared, options.size, model_name, access)
+    app = serve_app(options, shared, options.size, model_name, access, model)
     runner = web.AppRunner(app.app, handle_signals=False, access_log=None, shutdown_timeout=1.0,
                            logger=OneLineLogger())
     await runner.setup()

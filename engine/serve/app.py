@@ -3,7 +3,7 @@
 Routes (nothing else; the page reads no file and loads nothing from elsewhere):
 
     GET  /         the page (package data, read once at start)
-    GET  /config   the frame size, model and limits the page needs
+    GET  /config   the frame size, model, limits and choosable targets the page needs
     GET  /status   counts: connected clients, model calls (for monitoring and tests)
     POST /offer    {"sdp", "type": "offer"} → the answer; 503 with a sentence when every place is taken
 
@@ -27,7 +27,10 @@ from aiohttp import hdrs, web
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from cyclestream.engine.backends.shared import SharedBackend
+from cyclestream.engine.checkpoint import LoadedModel
+from cyclestream.engine.conditioning import domain_names
 from cyclestream.engine.errors import CycleStreamError, first_line
+from cyclestream.engine.jobs.live_target import control_kind
 from cyclestream.engine.serve.client import Client
 from cyclestream.engine.serve.connections import ConnectionGuard
 from cyclestream.engine.serve.offer import NO_VIDEO, BadOffer, read_offer
@@ -88,9 +91,17 @@ def _refuse(request: web.Request, status: int, reason: str) -> web.Response:
 
 class ServeApp:
     def __init__(
-        self, options: ServeOptions, shared: SharedBackend, size: tuple[int, int], model: str, access: Access
+        self,
+        options: ServeOptions,
+        shared: SharedBackend,
+        size: tuple[int, int],
+        model: str,
+        access: Access,
+        loaded: LoadedModel | None = None,
     ) -> None:
         self.options, self.shared, self.size, self.model, self.access = options, shared, size, model, access
+        self.loaded = loaded
+        self.control = self._control()
         self.clients: dict[int, Client] = {}
         self.served = 0  # clients accepted since the start
         self.refused = 0
@@ -122,11 +133,24 @@ class ServeApp:
     async def _index(self, _: web.Request) -> web.Response:
         return web.Response(body=self._page, content_type="text/html", charset="utf-8")
 
+    def _control(self) -> dict[str, Any] | None:
+        """What each browser may choose: StarGAN's target (the model's domain names, or indices), BicycleGAN's
+        z seed; starting from the command line's; None for a model without a conditioning input."""
+        kind = control_kind(self.loaded) if self.loaded is not None else None
+        if kind is None or self.loaded is None:
+            return None
+        run = self.options.run
+        if kind == "latent":
+            return {"kind": "latent", "value": str(run.z_seed) if run.z_seed is not None else "0", "choices": []}
+        cond = next(c for c in self.loaded.family.conditioning if c.kind == "label")
+        names = domain_names(self.loaded) or [str(i) for i in range(cond.size(self.loaded.spec))]
+        return {"kind": "label", "value": run.target, "choices": names}
+
     async def _config(self, _: web.Request) -> web.Response:
         width, height = self.size
         return web.json_response({
             "width": width, "height": height, "model": self.model, "backend": self.shared.backend.describe(),
-            "temporal": self.options.temporal, "max_clients": self.options.max_clients,
+            "temporal": self.options.temporal, "max_clients": self.options.max_clients, "control": self.control,
         })
 
     async def _status_route(self, _: web.Request) -> web.Response:
@@ -175,7 +199,8 @@ class ServeApp:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: nothing is contacted but the page
         number = next(self._numbers)
         client = Client(number, pc, self.shared.client(), self.size, self.options.run.batch_size,
-                        self.options.temporal, self.options.client_timeout, self._gone, self.status)
+                        self.options.temporal, self.options.client_timeout, self._gone, self.status, self.loaded,
+                        self.control["value"] if self.control else None)
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:

@@ -22,6 +22,9 @@ from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
 from cyclestream.engine.backends.base import Backend
+from cyclestream.engine.checkpoint import LoadedModel
+from cyclestream.engine.errors import CycleStreamError
+from cyclestream.engine.jobs.live_target import parse_control
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.webrtc import Inbox, OutgoingTrack, to_av_frame
 from cyclestream.engine.pipeline import LIVE_POLICY, Pipeline
@@ -45,8 +48,12 @@ class Client:
         timeout: float,
         on_gone: Callable[[Client, str], Awaitable[None]],
         status: Callable[[], dict[str, Any]],
+        model: LoadedModel | None = None,
+        control: str | None = None,
     ) -> None:
         self.number, self.pc, self.timeout = number, pc, timeout
+        self.backend, self.model = backend, model
+        self.control = control  # this browser's --target (or z seed) as text; None for a model without one
         self.inbox = Inbox(*size)
         self.track = OutgoingTrack()
         self.pipeline = Pipeline(backend, batch_size, LIVE_POLICY)
@@ -71,7 +78,8 @@ class Client:
         self._tasks.append(asyncio.ensure_future(self._pump(track)))
 
     def use_channel(self, channel: RTCDataChannel) -> None:
-        """The page's data channel: statistics go down it once a second; it may ask "ping" or say "bye"."""
+        """The page's data channel: statistics go down it once a second; it may ask "ping", say "bye", or
+        choose this browser's target (``{"type": "target", "value": "noto"}``; a z seed for BicycleGAN)."""
         self._channel = channel
 
         @channel.on("message")
@@ -86,6 +94,24 @@ class Client:
                 self._send_message({"type": "pong", "t": data.get("t")})
             elif data.get("type") == "bye":
                 self._tasks.append(asyncio.ensure_future(self._on_gone(self, "it said goodbye")))
+            elif data.get("type") == "target":
+                self._send_message({"type": "target", **self.choose(data.get("value"))})
+
+    def choose(self, value: object) -> dict[str, Any]:
+        """Switch this browser's conditioning to what ``value`` names, from its next frame on; the answer
+        says what holds now and, if ``value`` names nothing the model takes, why (the old value stays)."""
+        if self.model is None or self.control is None:
+            return {"value": None, "error": "this model has no target to choose"}
+        text = str(value)[:200] if isinstance(value, str | int) else ""
+        try:
+            values = parse_control(self.model, text)
+        except CycleStreamError as e:
+            log.info("client %d: ignored target %r: %s", self.number, text[:40], e)
+            return {"value": self.control, "error": str(e)}
+        self.backend.conditioning, self.backend.conditioning_at = values, None  # the choice replaces a --z-walk
+        self.control = text.strip()
+        log.info("client %d: target now %s", self.number, self.control)
+        return {"value": self.control, "error": None}
 
     def start(self) -> None:
         self._thread.start()
@@ -147,6 +173,7 @@ class Client:
             "fps_out": round(st.frames / wall if fps_out is None else fps_out, 1),
             "latency_ms": {f"p{q}": round(st.latency_ms(q, recent=60), 1) for q in (50, 95)},
             "model_ms": round(1000 * model.busy / model.items, 1) if model and model.items else None,
+            "target": self.control,
             **self._status(),
         }
 

@@ -60,9 +60,9 @@ class Served:
 
 
 @contextlib.contextmanager
-def serving(model: Path, **options: Any) -> Iterator[Served]:
+def serving(model: Path, run: RunOptions | None = None, **options: Any) -> Iterator[Served]:
     """A server in this process (its asyncio loop on a thread of its own), on a free port."""
-    opts = ServeOptions(model=model, page=PAGE, port=0, run=RunOptions(backend="eager", size=SIZE), **options)
+    opts = ServeOptions(model=model, page=PAGE, port=0, run=run or RunOptions(backend="eager", size=SIZE), **options)
     stop = threading.Event()
     ready: list[Served] = []
     failed: list[BaseException] = []

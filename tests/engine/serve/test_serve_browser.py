@@ -2,7 +2,7 @@
 Playwright over the DevTools protocol.  The page opened without its token says which address to open;
 opened with it (the printed address) it connects, translated frames play in ``#output``, several tabs
 share the server, one more is refused politely, and the server keeps serving after the browser is
-killed."""
+killed.  With a StarGAN, each tab's selector switches that tab's target live, and only that tab's."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytest.importorskip("aiortc", reason="serve needs aiortc: pip install 'cyclestream[serve]'")
@@ -26,7 +27,12 @@ if CHROMIUM is None:
                 allow_module_level=True)
 
 from cyclestream.bundled import STUDENT_MODEL  # noqa: E402
-from tests.engine.serve.test_serve import client_threads, get, serving, status, wait_for  # noqa: E402
+from cyclestream.engine.backends.options import RunOptions  # noqa: E402
+from cyclestream.engine.checkpoint import load_model  # noqa: E402
+from cyclestream.engine.media.frame import TranslatedFrame  # noqa: E402
+from cyclestream.engine.serve.client import Client  # noqa: E402
+from tests.engine.serve.test_serve import SIZE, client_threads, get, serving, status, wait_for  # noqa: E402
+from tests.engine.serve.test_serve_targets import DOMAINS, by_hand, stargan_file  # noqa: E402
 
 FRAMES = "document.getElementById('output').getVideoPlaybackQuality().totalVideoFrames"
 
@@ -122,3 +128,45 @@ def test_browser_tabs_get_translated_video_and_the_server_survives_the_browser(b
         tab = chromium.contexts[0].new_page()
         tab.goto(url)
         plays(tab)
+
+
+@pytest.mark.slow
+def test_each_tab_switches_its_own_target_live(browser: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model_path = stargan_file(tmp_path / "star.safetensors")
+    model = load_model(model_path)
+    sent: list[tuple[float, str | None, Any, Any]] = []  # (time, the client's target, frame in, frame out)
+    send = Client._send
+
+    def recording(self: Client, translated: TranslatedFrame) -> None:
+        sent.append((time.monotonic(), self.control, translated.source.image.copy(), translated.image.copy()))
+        send(self, translated)
+
+    monkeypatch.setattr(Client, "_send", recording)
+    run = RunOptions(backend="eager", size=SIZE, target="openmoji")
+    with serving(model_path, run=run, temporal="off", max_clients=2) as server:
+        chromium, _ = browser()
+        tabs = [chromium.contexts[0].new_page() for _ in range(2)]
+        for tab in tabs:
+            tab.goto(server.url)
+        for tab in tabs:
+            plays(tab)
+        for tab in tabs:  # the selector lists the model's domains, starting at the command line's target
+            assert tab.is_visible("#target") and not tab.is_visible("#zseed")
+            assert tab.eval_on_selector_all("#target option", "os => os.map((o) => o.value)") == DOMAINS
+            assert tab.input_value("#target") == "openmoji"
+        tabs[0].select_option("#target", "noto")
+        wait_for(lambda: tabs[0].inner_text("#control-note") == "now noto", 20, "the switch to be confirmed")
+        switched = time.monotonic()
+        tabs[1].evaluate("choose('emoji')")  # what the page itself never sends: refused, the old target stays
+        wait_for(lambda: "is not a target" in tabs[1].inner_text("#control-note"), 20, "the refusal")
+        assert tabs[1].get_attribute("#control-note", "class") == "error"
+        assert tabs[1].input_value("#target") == "openmoji"
+        assert sorted(c["target"] for c in status(server)["per_client"]) == ["noto", "openmoji"]
+        first = plays(tabs[0])
+        plays(tabs[0], first + 10, 30)  # both tabs go on playing
+        plays(tabs[1], plays(tabs[1]) + 10, 30)
+    later = [s for s in sent if s[0] > switched + 1.0]  # frames translated after the switch settled
+    assert {target for _, target, _, _ in later} == {"noto", "openmoji"}
+    for _, target, image_in, image_out in later[-20:]:  # each frame came back with its own tab's label
+        assert target is not None
+        assert np.abs(image_out.astype(int) - by_hand(model, image_in, target)).max() <= 1, target
