@@ -38,11 +38,13 @@ MAX_D_LAYERS = 6
 
 
 class DomainFolders(_Folder):
-    """One folder of images per domain (sorted by name); each sample: its image, its domain and a target
-    domain drawn from the sample's random numbers."""
+    """One folder of images per domain (sorted by name), in ``root`` or in ``root/train``; each sample: its
+    image, its domain and a target domain drawn from the sample's random numbers."""
 
     def __init__(self, root: Path, load_size: int, crop_size: int, flip: bool) -> None:
         super().__init__(load_size, crop_size, flip)
+        if (Path(root) / "train").is_dir():  # `data emoji-domains`: train/STYLE (test/STYLE is held out)
+            root = Path(root) / "train"
         folders = sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
         if len(folders) < 2:
             raise TrainingError(f"{root}: stargan needs at least two domain folders, found {len(folders)}")
@@ -134,6 +136,8 @@ class StarGANTask(Task):
             loss_fake = d(fake)[0].mean()
         alpha = torch.rand(x.shape[0], 1, 1, 1, device=x.device)
         x_hat = (alpha * x + (1 - alpha) * fake.float()).requires_grad_(True)
+        # Through the DDP wrapper: autograd.grad to x_hat runs none of D's gradient accumulators, so DDP's
+        # all-reduce fires once, in the backward below, on each weight's whole gradient (GP term included).
         loss_gp = gradient_penalty(d(x_hat)[0].float(), x_hat)  # fp32: second derivatives
         self.backward("D", loss_real + loss_fake + m.lambda_cls * loss_cls + m.lambda_gp * loss_gp)
         self.update("D")

@@ -1,5 +1,5 @@
-"""StarGAN's declaration: yunjey/stargan's recipe (128 px, batch 16, 6 residual blocks, WGAN-GP with
-λ_cls 1, λ_rec 10, λ_gp 10, five D updates per G update) and what a run of it needs (imports no torch;
+"""StarGAN's declaration: yunjey/stargan's recipe (128 px, batch 16, 6 residual blocks, Adam 1e-4 with
+β (0.5, 0.999), WGAN-GP with λ_cls 1, λ_rec 10, λ_gp 10, five D updates per G update) and what a run of it needs (imports no torch;
 the task itself is trainer/stargan.py)."""
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ TASK = TaskDeclaration(
         epochs=100,
         epochs_decay=100,
         batch_size=16,
+        lr=1e-4,  # g_lr = d_lr; Adam betas (0.5, 0.999) as everywhere
     ),
     validate=validate,
 )  # gan_mode is not read: StarGAN's adversarial loss is always WGAN-GP

@@ -25,14 +25,19 @@ log = logging.getLogger("cyclestream")
 
 
 def _add_data(sub: Any) -> None:
-    from cyclestream.trainer.datasets.options import DemoClipOptions, EmojiDatasetOptions
+    from cyclestream.trainer.datasets.options import DemoClipOptions, EmojiDatasetOptions, EmojiDomainsOptions
 
-    p = sub.add_parser("data", help="build data: a two-style emoji dataset, the demo clip")
+    p = sub.add_parser("data", help="build data: emoji datasets, the demo clip")
     kinds = p.add_subparsers(dest="data_command", required=True, metavar="KIND")
     e = kinds.add_parser("emoji", help="unpaired emoji dataset in two styles (trainA/B shuffled, testA/B paired)")
     e.add_argument("--out", type=Path, required=True, help="dataset folder to create")
     add_options(e, EmojiDatasetOptions)
     e.set_defaults(func=_cmd_data_emoji)
+    m = kinds.add_parser("emoji-domains", help="emoji in several styles, one folder each (StarGAN's domains; "
+                         "train/STYLE shuffled, test/STYLE paired)")
+    m.add_argument("--out", type=Path, required=True, help="dataset folder to create")
+    add_options(m, EmojiDomainsOptions)
+    m.set_defaults(func=_cmd_data_emoji_domains)
     c = kinds.add_parser("demo-clip", help="render the demo clip: moving emoji with a sound track")
     c.add_argument("--out", type=Path, default=DEMO_CLIP, help=f"output .mp4 (default {DEMO_CLIP})")
     add_options(c, DemoClipOptions)
@@ -47,6 +52,18 @@ def _cmd_data_emoji(args: argparse.Namespace) -> int:
     report = build_emoji_dataset(args.out, options)
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
     print(f"wrote {report.out} ({options.source} → {options.target}, {options.size}x{options.size}: {counts}; "
+          f"{report.skipped_skin_tones} skin-tone variants skipped; {report.seconds:.1f} s)")
+    return 0
+
+
+def _cmd_data_emoji_domains(args: argparse.Namespace) -> int:
+    from cyclestream.trainer.datasets.emoji import build_emoji_domains
+    from cyclestream.trainer.datasets.options import EmojiDomainsOptions
+
+    options = from_args(EmojiDomainsOptions, args, progress=not args.quiet)
+    report = build_emoji_domains(args.out, options)
+    counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+    print(f"wrote {report.out} ({', '.join(options.styles)}, {options.size}x{options.size}: {counts}; "
           f"{report.skipped_skin_tones} skin-tone variants skipped; {report.seconds:.1f} s)")
     return 0
 
@@ -67,7 +84,7 @@ def _add_evaluate(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="score a model on a dataset's held-out pairs (PSNR, SSIM vs identity)")
     p.add_argument("model", type=Path, help="generator: an official *_net_G.pth or a cyclestream .safetensors")
     p.add_argument("--data", dest="dataset", metavar="DATA", type=Path, required=True,
-                   help="dataset folder with testA/ and testB/")
+                   help="dataset folder with testA/ and testB/ (or test/DOMAIN/ for a StarGAN)")
     p.add_argument("--out", type=Path, help="comparison grid PNG (default out/MODEL_eval.png)")
     p.add_argument("--no-grid", action="store_true", help="do not write the grid")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -77,10 +94,15 @@ def _add_evaluate(sub: Any) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from cyclestream.trainer.evaluate import evaluate, format_report
+    from cyclestream.trainer.evaluate_domains import evaluate_domains, format_domains_report, is_domains_dataset
     from cyclestream.trainer.evaluate_options import EvaluateOptions
 
     grid = None if args.no_grid else (args.out or Path("out") / f"{args.model.stem}_eval.png")
     options = from_args(EvaluateOptions, args, grid=grid, progress=not (args.quiet or args.json))
+    if is_domains_dataset(args.dataset):  # `data emoji-domains`: a StarGAN scored per target domain
+        domains = evaluate_domains(args.model, args.dataset, options)
+        print(json.dumps(domains.to_dict(), indent=2) if args.json else format_domains_report(domains))
+        return 0
     report = evaluate(args.model, args.dataset, options)
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     return 0

@@ -247,3 +247,33 @@ def test_demo_clip_rejects_odd_size(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="even"):
         make_demo_clip(tmp_path / "clip.mp4", DemoClipOptions(size=(65, 48)))
     assert not (tmp_path / "clip.mp4").exists()
+
+
+# ----------------------------------------------------------------------------- one folder per style (StarGAN)
+
+
+def test_emoji_domains_hold_every_style_and_pair_the_held_out_ones(
+    styles: tuple[EmojiStyle, EmojiStyle], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cyclestream.trainer.stargan import DomainFolders
+
+    style_or_skip("openmoji")
+    out = tmp_path / "emoji3"
+    assert main(["-q", "data", "emoji-domains", "--out", str(out), "--styles", "openmoji,twemoji,noto", "--size",
+                 str(SIZE), "--limit", str(LIMIT), "--test-fraction", "0.25"]) == 0  # fmt: skip
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["domains"] == ["openmoji", "twemoji", "noto"] and len(meta["test_names"]) == 3
+    names = {style: sorted(p.name for p in pngs(out / "test" / style)) for style in meta["domains"]}
+    assert all(n == sorted(f"{k}.png" for k in meta["test_names"]) for n in names.values())  # the same emoji
+    for key in meta["test_names"]:  # drawn as each style draws it, independently of the builder
+        for style in meta["domains"]:
+            expected = fit_square(make_style(style).render(key), SIZE)
+            assert np.array_equal(pixels(out / "test" / style / f"{key}.png"), expected), (style, key)
+    train = {style: [pixels(p) for p in pngs(out / "train" / style)] for style in meta["domains"]}
+    assert {len(v) for v in train.values()} == {LIMIT - 3}
+    held_out = {pixels(out / "test" / "noto" / f"{k}.png").tobytes() for k in meta["test_names"]}
+    assert not held_out & {a.tobytes() for a in train["noto"]}  # nothing held out is trained on
+    # StarGAN reads the domains from train/ (test/ is not a fourth domain)
+    assert DomainFolders(out, SIZE, SIZE, flip=False).domains == ["noto", "openmoji", "twemoji"]
+    assert main(["-q", "data", "emoji-domains", "--out", str(tmp_path / "x"), "--styles", "noto,noto"]) == 2
+    assert "--styles noto,noto: name two or more different styles" in capsys.readouterr().err

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.media.images import save_rgb, to_rgb
 from cyclestream.trainer.datasets import DatasetError
-from cyclestream.trainer.datasets.options import EmojiDatasetOptions, check_style
+from cyclestream.trainer.datasets.options import EmojiDatasetOptions, EmojiDomainsOptions, check_style
 
 VS16 = 0xFE0F  # emoji presentation selector: dropped from names, kept when drawing with a font
 SKIN_TONES = range(0x1F3FB, 0x1F400)  # Fitzpatrick modifiers
@@ -438,6 +438,59 @@ def build_emoji_dataset(out: str | os.PathLike[str], options: EmojiDatasetOption
     return EmojiDatasetReport(out, counts, skipped, seconds, {"A": options.source, "B": options.target})
 
 
+def build_emoji_domains(out: str | os.PathLike[str], options: EmojiDomainsOptions) -> EmojiDatasetReport:
+    """One folder per style, for a multi-domain model (StarGAN)::
+
+        OUT/train/STYLE/000123.png   each style's training emoji in its own shuffled order
+        OUT/test/STYLE/NAME.png      the held-out emoji, drawn in every style (pairs known by NAME)
+        OUT/dataset.json
+
+    ``train --model stargan --dataroot OUT`` trains on ``OUT/train``; ``evaluate`` scores on ``OUT/test``."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    _check_out(out, options.overwrite)
+    styles = [make_style(name) for name in options.styles]
+    rng = np.random.default_rng(options.seed)
+    chosen, skipped = common_emoji(styles, rng, options.limit)
+    if len(chosen) < 2:
+        raise DatasetError(f"only {len(chosen)} emoji exist in every one of {', '.join(options.styles)}")
+    n_test = held_out_count(len(chosen), options.test_fraction)
+    test, train = sorted(chosen[:n_test]), chosen[n_test:]
+    index = {name: {key: int(i) for key, i in zip(train, rng.permutation(len(train)), strict=True)}
+             for name in options.styles}
+    counts = {f"{split}/{name}": len(keys) for split, keys in (("train", train), ("test", test))
+              for name in options.styles}
+    with _atomic_folder(out) as tmp:
+        for folder in counts:
+            (tmp / folder).mkdir(parents=True)
+        bar = tqdm(sorted(chosen), unit="emoji", desc=",".join(options.styles), disable=not options.progress)
+        for key in bar:
+            for name, style in zip(options.styles, styles, strict=True):
+                image = fit_square(style.render(key), options.size)
+                file = f"train/{name}/{index[name][key]:06d}.png" if key in index[name] else f"test/{name}/{key}.png"
+                save_rgb(image, tmp / file)
+        meta = {
+            "format": "cyclestream emoji domains",
+            "format_version": 1,
+            "domains": list(options.styles),
+            "styles": {name: style.provenance() for name, style in zip(options.styles, styles, strict=True)},
+            "size": [options.size, options.size],
+            "fill": FILL,
+            "background": "white",
+            "counts": counts,
+            "limit": options.limit,
+            "skipped_skin_tone_variants": skipped,
+            "test_fraction": options.test_fraction,
+            "seed": options.seed,
+            "pairing": "each train/STYLE folder is shuffled on its own (no index pairs them); "
+                       "test/STYLE/NAME.png are the same emoji in every style",
+            "test_names": test,
+        }
+        with atomic_output(tmp / "dataset.json") as path:
+            path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return EmojiDatasetReport(out, counts, skipped, time.perf_counter() - t0, {n: n for n in options.styles})
+
+
 def read_dataset_info(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """The dataset.json of a built dataset ({} when there is none)."""
     path = Path(folder) / "dataset.json"
@@ -455,6 +508,7 @@ __all__ = [
     "EmojiDatasetReport",
     "EmojiStyle",
     "build_emoji_dataset",
+    "build_emoji_domains",
     "common_emoji",
     "crop_content",
     "emoji_key",
