@@ -8,8 +8,9 @@ namespace (so torch.compile and torch.export see one opaque node, shaped by its 
 - ``instance_norm_act(x, act, eps)`` — ``act(IN(x))``, act ``None`` or ``"relu"``;
 - ``instance_norm_residual(x, skip, eps)`` — ``skip + IN(x)``, the tail of a ResnetBlock;
 - ``instance_norm_stats(x, eps) -> (mean, rstd)`` and
-  ``instance_norm_apply(x, mean, rstd, act, skip)`` — the same split in two, the seam for statistics
-  that come from elsewhere (temporal smoothing across video frames).
+  ``instance_norm_apply(x, mean, rstd, act, skip, shift)`` — the same split in two, the seam for
+  statistics that come from elsewhere (temporal smoothing across video frames) and for affine norms
+  (StarGAN's: the weight folded into rstd, the bias as the per-row ``shift``).
 
 Each op runs the Triton kernels (instance_norm_triton.py) or the ``*_reference`` function beside it,
 as ``impl`` says (see _dispatch.py); the references define what the kernels must equal.
@@ -34,12 +35,14 @@ def _check(x: torch.Tensor, act: str = "none") -> None:
         raise KernelError(f"unknown activation {act!r} (expected None or 'relu')")
 
 
-def _check_stats(x: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor) -> None:
+def _check_stats(x: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, shift: torch.Tensor | None = None) -> None:
     rows = x.shape[0] * x.shape[1]
     if mean.numel() != rows or rstd.numel() != rows:
         raise KernelError(
             f"mean and rstd need N×C = {rows} values each, got {mean.numel()} and {rstd.numel()}"
         )
+    if shift is not None and shift.numel() != rows:
+        raise KernelError(f"shift needs N×C = {rows} values, got {shift.numel()}")
 
 
 def _check_skip(x: torch.Tensor, skip: torch.Tensor | None) -> None:
@@ -77,8 +80,10 @@ def instance_norm_apply_reference(
     rstd: torch.Tensor,
     act: str | None = None,
     skip: torch.Tensor | None = None,
+    shift: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``skip + act((x - mean) * rstd)``; mean and rstd hold N·C values.
+    """``skip + act((x - mean) * rstd + shift)``; mean, rstd and shift hold N·C values (an affine norm's
+    weight folds into rstd, its bias is the shift).
 
     Arithmetic in fp32 (fp64 for fp64 tensors), rounded once to the output dtype: ``x.dtype``, or with
     a skip the promotion of ``x.dtype`` and ``skip.dtype`` (what ``skip + y`` gives).  The unfused
@@ -91,6 +96,8 @@ def instance_norm_apply_reference(
         mean = mean.to(device=x.device, dtype=dtype).reshape(n, c, 1, 1)
         rstd = rstd.to(device=x.device, dtype=dtype).reshape(n, c, 1, 1)
         y = (x.to(dtype) - mean) * rstd
+        if shift is not None:
+            y = y + shift.to(device=x.device, dtype=dtype).reshape(n, c, 1, 1)
         if act == "relu":
             y = torch.relu(y)
         if skip is not None:
@@ -132,22 +139,24 @@ def _(x: torch.Tensor, eps: float, impl: str) -> tuple[torch.Tensor, torch.Tenso
 
 @torch.library.custom_op("cyclestream::instance_norm_apply", mutates_args=())
 def _apply_op(
-    x: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, act: str, skip: torch.Tensor | None, impl: str
+    x: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, act: str, skip: torch.Tensor | None, impl: str,
+    shift: torch.Tensor | None = None,
 ) -> torch.Tensor:
     _check(x, act)
-    _check_stats(x, mean, rstd)
+    _check_stats(x, mean, rstd, shift)
     _check_skip(x, skip)
     if use_triton(x, impl):
-        return load_triton_kernels().apply(x, mean, rstd, act, skip)
-    return instance_norm_apply_reference(x, mean, rstd, act, skip)
+        return load_triton_kernels().apply(x, mean, rstd, act, skip, shift=shift)
+    return instance_norm_apply_reference(x, mean, rstd, act, skip, shift)
 
 
 @_apply_op.register_fake
 def _(
-    x: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, act: str, skip: torch.Tensor | None, impl: str
+    x: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, act: str, skip: torch.Tensor | None, impl: str,
+    shift: torch.Tensor | None = None,
 ) -> torch.Tensor:
     _check(x, act)
-    _check_stats(x, mean, rstd)
+    _check_stats(x, mean, rstd, shift)
     _check_skip(x, skip)
     return _fake_output(x, skip)
 
@@ -219,6 +228,8 @@ def instance_norm_apply(
     act: str | None = None,
     skip: torch.Tensor | None = None,
     impl: Impl = "auto",
+    shift: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``skip + act((x - mean) * rstd)`` with statistics from outside (N·C values each, e.g. [N, C])."""
-    return _apply_op(x, mean, rstd, _act_name(act), skip, impl)
+    """``skip + act((x - mean) * rstd + shift)`` with statistics from outside (N·C values each, e.g. [N, C]);
+    an affine norm passes ``rstd * weight`` and its bias as ``shift``."""
+    return _apply_op(x, mean, rstd, _act_name(act), skip, impl, shift)

@@ -23,7 +23,8 @@ Two paths, chosen by row length (``plan_for``):
   ``M2 = Σ M2_t + n_t (mean_t − mean)²``) into mean and rstd; ``_apply_kernel`` normalizes on the same
   (row block, tile) grid.  That is N·256·32 programs for a 1080p frame instead of N·256.
 
-The epilogue is ``skip + act(IN(x))``, with ``act`` none or ReLU and ``skip`` optional; statistics and
+The epilogue is ``skip + act(IN(x))``, with ``act`` none or ReLU and ``skip`` optional (``_apply_shift_kernel``
+also adds a per-row ``shift`` before ``act``: an affine norm's bias, its weight folded into rstd); statistics and
 arithmetic are fp32 whatever the storage dtype (fp32, fp16, bf16).  ``_apply_kernel`` takes mean and
 rstd from memory, so statistics computed elsewhere (smoothed over video frames, say) can be applied.
 """
@@ -141,20 +142,47 @@ def _combine_stats_kernel(
 
 
 @triton.jit
-def _apply_kernel(
-    x_ptr, skip_ptr, out_ptr, mean_ptr, rstd_ptr,
+def _apply_tile(
+    x_ptr, skip_ptr, out_ptr, mean_ptr, rstd_ptr, shift_ptr,
     C, HW, s_n, s_c, s_hw, n_cblocks,
-    ACT: tl.constexpr, HAS_SKIP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr,
+    ACT: tl.constexpr, HAS_SKIP: tl.constexpr, HAS_SHIFT: tl.constexpr, BLOCK_C: tl.constexpr,
+    BLOCK_HW: tl.constexpr,
 ):
-    """Normalize with given mean/rstd (one fp32 value per (n, c) row), then the epilogue."""
+    """One tile of ``skip + act((x - mean) * rstd [+ shift])``, one fp32 value per (n, c) row each."""
     base, local, mask, rows, c_mask = _tile(
         tl.program_id(0), tl.program_id(1), C, HW, s_n, s_c, s_hw, n_cblocks, BLOCK_C, BLOCK_HW
     )
     mean = tl.load(mean_ptr + rows, mask=c_mask, other=0.0)
     rstd = tl.load(rstd_ptr + rows, mask=c_mask, other=0.0)
     x = tl.load(x_ptr + base + local, mask=mask, other=0.0).to(tl.float32)
-    y = _epilogue((x - mean[:, None]) * rstd[:, None], skip_ptr, base, local, mask, ACT, HAS_SKIP)
+    y = (x - mean[:, None]) * rstd[:, None]
+    if HAS_SHIFT:
+        y = y + tl.load(shift_ptr + rows, mask=c_mask, other=0.0)[:, None]
+    y = _epilogue(y, skip_ptr, base, local, mask, ACT, HAS_SKIP)
     tl.store(out_ptr + base + local, y.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _apply_kernel(
+    x_ptr, skip_ptr, out_ptr, mean_ptr, rstd_ptr,
+    C, HW, s_n, s_c, s_hw, n_cblocks,
+    ACT: tl.constexpr, HAS_SKIP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr,
+):
+    """Normalize with given mean/rstd (one fp32 value per (n, c) row), then the epilogue (the signature the
+    native launcher's ahead-of-time images have: kernels/aot.py)."""
+    _apply_tile(x_ptr, skip_ptr, out_ptr, mean_ptr, rstd_ptr, mean_ptr, C, HW, s_n, s_c, s_hw, n_cblocks,
+                ACT, HAS_SKIP, False, BLOCK_C, BLOCK_HW)
+
+
+@triton.jit
+def _apply_shift_kernel(
+    x_ptr, skip_ptr, out_ptr, mean_ptr, rstd_ptr, shift_ptr,
+    C, HW, s_n, s_c, s_hw, n_cblocks,
+    ACT: tl.constexpr, HAS_SKIP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr,
+):
+    """``_apply_kernel`` adding a per-row shift before the epilogue: an affine norm (weight folded into rstd)."""
+    _apply_tile(x_ptr, skip_ptr, out_ptr, mean_ptr, rstd_ptr, shift_ptr, C, HW, s_n, s_c, s_hw, n_cblocks,
+                ACT, HAS_SKIP, True, BLOCK_C, BLOCK_HW)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -352,25 +380,31 @@ def apply(
     act: str = "none",
     skip: torch.Tensor | None = None,
     *,
+    shift: torch.Tensor | None = None,
     plan: Plan | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``skip + act((x - mean) * rstd)`` with mean and rstd given per (n, c) row (N·C values each)."""
+    """``skip + act((x - mean) * rstd + shift)`` with mean, rstd and shift given per (n, c) row (N·C values
+    each)."""
     x = dense(x)
     _check_input(x)
     layout = layout_of(x)
     if mean.numel() != layout.rows or rstd.numel() != layout.rows:
         raise KernelError(f"mean and rstd need N×C = {layout.rows} values each")
+    if shift is not None and shift.numel() != layout.rows:
+        raise KernelError(f"shift needs N×C = {layout.rows} values")
     mean = mean.to(device=x.device, dtype=torch.float32).contiguous()
     rstd = rstd.to(device=x.device, dtype=torch.float32).contiguous()
+    shift = None if shift is None else shift.to(device=x.device, dtype=torch.float32).contiguous()
     skip = _skip_like(skip, x, layout)
     out = _output(x, layout, _out_dtype(x, skip), out)
     if plan is None:
         plan = plan_for(layout, row_max=0)  # no reduction here: always the (row block, tile) grid
     grid = _grid(layout, plan)
-    _apply_kernel[grid](
-        x, x if skip is None else skip, out, mean, rstd,
-        layout.c, layout.hw, layout.s_n, layout.s_c, layout.s_hw, grid[0] // layout.n,
+    tensors = (x, x if skip is None else skip, out, mean, rstd)
+    kernel, args = (_apply_kernel, tensors) if shift is None else (_apply_shift_kernel, (*tensors, shift))
+    kernel[grid](
+        *args, layout.c, layout.hw, layout.s_n, layout.s_c, layout.s_hw, grid[0] // layout.n,
         ACT=_act_code(act), HAS_SKIP=skip is not None,
         BLOCK_C=plan.block_c, BLOCK_HW=plan.block_hw, num_warps=plan.num_warps,
     )
