@@ -1,7 +1,9 @@
 """What rides along untouched: every stream but the translated one, attachments, chapters, metadata.
 
 The source names what the input has (``Passthrough.of``); the sink adds what the output container
-can hold (``add_to``) and names what it cannot in one line.  Packets are copied, never re-encoded.
+can hold (``add_to``) and names what it cannot in one line.  Packets are copied, never re-encoded.  A
+timecode track is not copied but carried as the translated video's ``timecode`` tag, from which the
+MOV/MP4 muxer writes a new one (Matroska keeps it as a tag).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ _GENERATED_TAGS = frozenset({"encoder", "duration", "major_brand", "minor_versio
 
 _ATTACHMENT_MUXERS = frozenset({"matroska", "webm"})
 _CHAPTER_MUXERS = frozenset({"matroska", "webm", "mp4", "mov", "ipod", "3gp", "ogg"})
+# Muxers that write a video stream's ``timecode`` tag: a tmcd track (QuickTime family), a tag (Matroska).
+_TIMECODE_MUXERS = frozenset({"mov", "mp4", "ipod", "3gp", "3g2", "psp", "ismv", "matroska", "webm", "mxf"})
 
 
 def kept_tags(metadata: dict[str, str]) -> dict[str, str]:
@@ -78,6 +82,12 @@ def _cover_art(path: str, stream: Any) -> CoverArt | None:
     return CoverArt(tags.get("filename", name), tags.get("mimetype", mimetype), bytes(packet))
 
 
+def is_timecode_track(stream: Any) -> bool:
+    """A QuickTime/MP4 timecode track (``tmcd``: iPhone, camera and editor files): a data stream with no codec
+    FFmpeg can copy, whose whole content is the start timecode its ``timecode`` tag gives."""
+    return stream.type == "data" and stream.codec_context is None and bool(stream.metadata.get("timecode"))
+
+
 @dataclass
 class Passthrough:
     """The input's streams to copy (packets), its attachments, chapters and container metadata."""
@@ -94,14 +104,18 @@ class Passthrough:
     def of(cls, container: Any, video: Any) -> Passthrough:
         streams, attachments = [], []
         covers: dict[int, CoverArt] = {}
+        video_tags = kept_tags(dict(video.metadata))
         for stream in container.streams:
             if stream.index == video.index:
+                continue
+            if is_timecode_track(stream):  # carried as the video's tag: MOV/MP4 write a new tmcd track from it,
+                video_tags.setdefault("timecode", stream.metadata["timecode"])  # Matroska a TIMECODE tag
                 continue
             (attachments if stream.type == "attachment" else streams).append(stream)
             if stream.type == "video" and is_attached_picture(stream) and (art := _cover_art(container.name, stream)):
                 covers[stream.index] = art
-        return cls(streams, attachments, container.chapters(), kept_tags(dict(container.metadata)),
-                   kept_tags(dict(video.metadata)), video.disposition, covers)
+        return cls(streams, attachments, container.chapters(), kept_tags(dict(container.metadata)), video_tags,
+                   video.disposition, covers)
 
     @classmethod
     def audio_only(cls, container: Any) -> Passthrough:
@@ -124,9 +138,9 @@ def _holds(output: Any, stream: Any) -> bool:
     """Whether the output muxer takes this codec; one it does not list is tried (``_muxer_takes``)."""
     supported = output.supported_codecs
     codec = stream.codec_context.name if stream.codec_context is not None else None
-    if not supported or codec is None or codec in supported:
+    if codec is not None and (not supported or codec in supported):
         return True
-    return _muxer_takes(output.format.name.split(",")[0], stream)
+    return _muxer_takes(output.format.name.split(",")[0], stream)  # a codec-less data track: asked too
 
 
 def add_to(output: Any, video: Any, passthrough: Passthrough, label: str) -> dict[int, Any]:
@@ -137,6 +151,8 @@ def add_to(output: Any, video: Any, passthrough: Passthrough, label: str) -> dic
     video.disposition = passthrough.video_disposition
     mapping: dict[int, Any] = {}
     dropped: list[str] = []
+    if "timecode" in passthrough.video_metadata and _TIMECODE_MUXERS.isdisjoint(output.format.name.split(",")):
+        dropped.append(f"the timecode {passthrough.video_metadata['timecode']}")
     attaches = not _ATTACHMENT_MUXERS.isdisjoint(output.format.name.split(","))
     for stream in passthrough.streams:
         if attaches and (art := passthrough.covers.get(stream.index)) is not None:

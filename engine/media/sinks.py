@@ -174,7 +174,8 @@ class VideoFileSink:
             raise MediaError(
                 f"cannot encode {options.codec}/{pix_fmt} with "
                 f"{[describe_stream(t) for t in passthrough.streams]} into {label}: "
-                f"{getattr(e, 'strerror', None) or e} (try another --codec, or an .mkv output)"
+                f"{getattr(e, 'strerror', None) or e} (try another --codec"
+                f"{'' if self.container.format.name.startswith('matroska') else ', or an .mkv output'})"
             ) from None
         self.frames_written = 0
         self.repaired_timestamps = 0
