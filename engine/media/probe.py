@@ -79,8 +79,10 @@ def describe(container: Any) -> VideoInfo:
     duration = None
     if stream.duration is not None and stream.time_base is not None:
         duration = float(stream.duration * stream.time_base)
-    elif container.duration is not None:
-        duration = container.duration / av.time_base
+    elif container.duration is not None:  # the file's: less the time before the video starts (Matroska
+        duration = container.duration / av.time_base  # whose audio starts first)
+        if stream.start_time is not None and stream.time_base is not None and container.start_time is not None:
+            duration -= max(0.0, float(stream.start_time * stream.time_base) - container.start_time / av.time_base)
     return VideoInfo(
         width=ctx.width,
         height=ctx.height,

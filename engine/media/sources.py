@@ -56,6 +56,7 @@ class VideoFileSource:
         self.passthrough = Passthrough.of(self.container, self.video) if audio else Passthrough()
         self.decoded = 0
         self.decode_errors = 0
+        self.discarded = 0  # video packets the container marks as not to be shown (edit lists)
         self.read_error: str | None = None
         self.trailing_packets: list[Any] = []  # packets after the last video frame (audio outlasting video)
         self.size_changes: list[str] = []  # "WxH from frame N" each time the coded size changes
@@ -154,6 +155,8 @@ class VideoFileSource:
                 if packet.dts is not None and packet.size:
                     side.append(packet)
                 continue
+            if packet.is_discard:  # before an edit list's start (any `-ss … -c copy` trim): decoded, not shown
+                self.discarded += 1
             for frame in self._decode(packet):
                 yield frame, side
                 side = []
@@ -173,6 +176,8 @@ class VideoFileSource:
     def damage_report(self) -> str | None:
         """None for a clean read, else one line saying what was lost."""
         expected = self.info.expected_frames
+        if self.info.frames:  # the container's count includes the packets an edit list hides: they are not lost
+            expected = max(0, expected - self.discarded)
         lost = max(0, expected - self.decoded)
         if not (lost or self.decode_errors or self.read_error):
             return None
