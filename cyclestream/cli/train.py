@@ -49,10 +49,7 @@ def _cmd_data_emoji(args: argparse.Namespace) -> int:
     from cyclestream.trainer.datasets.options import EmojiDatasetOptions
 
     options = from_args(EmojiDatasetOptions, args, progress=not args.quiet)
-    report = build_emoji_dataset(args.out, options)
-    counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
-    print(f"wrote {report.out} ({options.source} → {options.target}, {options.size}x{options.size}: {counts}; "
-          f"{report.skipped_skin_tones} skin-tone variants skipped; {report.seconds:.1f} s)")
+    _print_dataset(build_emoji_dataset(args.out, options), f"{options.source} → {options.target}", options.size)
     return 0
 
 
@@ -61,11 +58,14 @@ def _cmd_data_emoji_domains(args: argparse.Namespace) -> int:
     from cyclestream.trainer.datasets.options import EmojiDomainsOptions
 
     options = from_args(EmojiDomainsOptions, args, progress=not args.quiet)
-    report = build_emoji_domains(args.out, options)
-    counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
-    print(f"wrote {report.out} ({', '.join(options.styles)}, {options.size}x{options.size}: {counts}; "
-          f"{report.skipped_skin_tones} skin-tone variants skipped; {report.seconds:.1f} s)")
+    _print_dataset(build_emoji_domains(args.out, options), ", ".join(options.styles), options.size)
     return 0
+
+
+def _print_dataset(report: Any, styles: str, size: int) -> None:
+    counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+    print(f"wrote {report.out} ({styles}, {size}x{size}: {counts}; {report.skipped_skin_tones} skin-tone variants "
+          f"skipped; {report.seconds:.1f} s)")
 
 
 def _cmd_data_demo_clip(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from cyclestream.cli import main
 from cyclestream.engine.checkpoint import load_model, save_model
 from cyclestream.engine.models import build_generator
 from cyclestream.engine.models.stargan import StarGANSpec
+from tests.engine.stargan_files import randomised_stargan
 
 DOMAINS = ["blue", "green", "red"]  # sorted, as the trainer names them
 NAMES = ["aa", "bb", "cc"]
@@ -37,13 +38,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture
 def model_file(tmp_path: Path) -> Path:
-    spec = StarGANSpec(c_dim=3, ngf=4, repeat_num=1)
-    torch.manual_seed(0)
-    net = build_generator(spec)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.2 * torch.randn_like(p))
-    return save_model(tmp_path / "star.safetensors", net, spec, {"domains": DOMAINS})
+    return randomised_stargan(tmp_path / "star.safetensors", DOMAINS, noise=0.2)
 
 
 @pytest.fixture

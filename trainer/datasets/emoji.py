@@ -382,6 +382,19 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise DatasetError(f"{out} already exists and is not empty; pass --overwrite to replace it")
 
 
+def _split_meta(options: EmojiDatasetOptions | EmojiDomainsOptions, counts: dict[str, int], skipped: int,
+                test: list[str]) -> dict[str, Any]:
+    """What every emoji dataset's ``dataset.json`` says of its pictures and its split."""
+    return {"size": [options.size, options.size], "fill": FILL, "background": "white", "counts": counts,
+            "limit": options.limit, "skipped_skin_tone_variants": skipped, "test_fraction": options.test_fraction,
+            "seed": options.seed, "test_names": test}
+
+
+def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    with atomic_output(folder / "dataset.json") as path:
+        path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def build_emoji_dataset(out: str | os.PathLike[str], options: EmojiDatasetOptions) -> EmojiDatasetReport:
     """Write the two-style dataset described in this module's docstring to ``out``."""
     t0 = time.perf_counter()
@@ -419,21 +432,12 @@ def build_emoji_dataset(out: str | os.PathLike[str], options: EmojiDatasetOption
             "format_version": 1,
             "domains": {"A": options.source, "B": options.target},
             "styles": {"A": style_a.provenance(), "B": style_b.provenance()},
-            "size": [options.size, options.size],
-            "fill": FILL,
-            "background": "white",
-            "counts": counts,
             "emoji_in_both": len(chosen) if options.limit is None else None,
-            "limit": options.limit,
-            "skipped_skin_tone_variants": skipped,
-            "test_fraction": options.test_fraction,
-            "seed": options.seed,
+            **_split_meta(options, counts, skipped, test),
             "pairing": "trainA and trainB are shuffled independently (no index pairs them); "
                        "testA/NAME.png and testB/NAME.png are the same emoji",
-            "test_names": test,
         }
-        with atomic_output(tmp / "dataset.json") as path:
-            path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        _write_meta(tmp, meta)
     seconds = time.perf_counter() - t0
     return EmojiDatasetReport(out, counts, skipped, seconds, {"A": options.source, "B": options.target})
 
@@ -474,20 +478,11 @@ def build_emoji_domains(out: str | os.PathLike[str], options: EmojiDomainsOption
             "format_version": 1,
             "domains": list(options.styles),
             "styles": {name: style.provenance() for name, style in zip(options.styles, styles, strict=True)},
-            "size": [options.size, options.size],
-            "fill": FILL,
-            "background": "white",
-            "counts": counts,
-            "limit": options.limit,
-            "skipped_skin_tone_variants": skipped,
-            "test_fraction": options.test_fraction,
-            "seed": options.seed,
+            **_split_meta(options, counts, skipped, test),
             "pairing": "each train/STYLE folder is shuffled on its own (no index pairs them); "
                        "test/STYLE/NAME.png are the same emoji in every style",
-            "test_names": test,
         }
-        with atomic_output(tmp / "dataset.json") as path:
-            path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        _write_meta(tmp, meta)
     return EmojiDatasetReport(out, counts, skipped, time.perf_counter() - t0, {n: n for n in options.styles})
 
 

@@ -21,25 +21,13 @@ def check_style(name: str) -> None:
         raise DatasetError(f"unknown emoji style {name!r}; choose one of: {', '.join(STYLE_NAMES)}")
 
 
-def check_split(size: int, test_fraction: float, limit: int | None) -> None:
-    """The image size, held-out share and emoji limit every emoji dataset takes, named by their flags."""
-    if not 8 <= size <= 1024:
-        raise DatasetError(f"--size {size} is outside 8..1024")
-    if not 0 <= test_fraction < 1:
-        raise DatasetError(f"--test-fraction {test_fraction} must be at least 0 and below 1")
-    if limit is not None and limit < 2:
-        raise DatasetError("--limit must be at least 2")
-
-
 @dataclass(frozen=True, kw_only=True)
-class EmojiDatasetOptions(Options):
-    """An unpaired two-style emoji dataset: its styles, image size, held-out share and seed."""
+class EmojiSplitOptions(Options):
+    """What every emoji dataset takes besides its styles: image size, held-out share, seed, limit."""
 
-    source: str = option("openmoji", flag="--from", metavar="STYLE",
-                         help=f"domain A style: {STYLES_HELP} (openmoji: the bundled model's input)")
-    target: str = option("twemoji", flag="--to", metavar="STYLE", help=f"domain B style: {STYLES_HELP}")
     size: int = option(128, help="square image side in pixels, 8 to 1024")
-    test_fraction: float = option(0.1, help="share of emoji held out as pairs, at least 0 and below 1")
+    test_fraction: float = option(0.1, help="share of emoji held out as pairs (drawn in every style), at least 0 "
+                                  "and below 1")
     seed: int = option(0, help="seed of the split and shuffles")
     limit: int | None = option(None, default_text="all", help="use at most N emoji, at least 2 (small datasets "
                                "for tests)")
@@ -47,33 +35,44 @@ class EmojiDatasetOptions(Options):
     progress: bool = progress_option()
 
     def check(self) -> None:  # DatasetErrors naming the flag: what `data emoji` has always said
+        if not 8 <= self.size <= 1024:
+            raise DatasetError(f"--size {self.size} is outside 8..1024")
+        if not 0 <= self.test_fraction < 1:
+            raise DatasetError(f"--test-fraction {self.test_fraction} must be at least 0 and below 1")
+        if self.limit is not None and self.limit < 2:
+            raise DatasetError("--limit must be at least 2")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmojiDatasetOptions(EmojiSplitOptions):
+    """An unpaired two-style emoji dataset: its styles, image size, held-out share and seed."""
+
+    source: str = option("openmoji", flag="--from", metavar="STYLE",
+                         help=f"domain A style: {STYLES_HELP} (openmoji: the bundled model's input)")
+    target: str = option("twemoji", flag="--to", metavar="STYLE", help=f"domain B style: {STYLES_HELP}")
+
+    def check(self) -> None:
         check_style(self.source)
         check_style(self.target)
         if self.source == self.target:
             raise DatasetError(f"--from and --to are both {self.source!r}; choose two different styles")
-        check_split(self.size, self.test_fraction, self.limit)
+        super().check()
 
 
 @dataclass(frozen=True, kw_only=True)
-class EmojiDomainsOptions(Options):
+class EmojiDomainsOptions(EmojiSplitOptions):
     """A dataset of one folder per emoji style (StarGAN's domains): the styles, size, held-out share, seed."""
 
+    size: int = option(64, help="square image side in pixels, 8 to 1024")
     styles: tuple[str, ...] = option(("openmoji", "twemoji", "noto"), parse=comma_list(), metavar="STYLE,...",
                                      help=f"the domains, two or more of: {STYLES_HELP}")
-    size: int = option(64, help="square image side in pixels, 8 to 1024")
-    test_fraction: float = option(0.1, help="share of emoji held out, drawn in every style, at least 0 and below 1")
-    seed: int = option(0, help="seed of the split and shuffles")
-    limit: int | None = option(None, default_text="all", help="use at most N emoji, at least 2 (small datasets "
-                               "for tests)")
-    overwrite: bool = option(False, help="replace --out if it exists")
-    progress: bool = progress_option()
 
     def check(self) -> None:
         for style in self.styles:
             check_style(style)
         if len(self.styles) < 2 or len(set(self.styles)) != len(self.styles):
             raise DatasetError(f"--styles {','.join(self.styles)}: name two or more different styles")
-        check_split(self.size, self.test_fraction, self.limit)
+        super().check()
 
 
 @dataclass(frozen=True, kw_only=True)

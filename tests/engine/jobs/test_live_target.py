@@ -18,23 +18,16 @@ import pytest
 import torch
 
 from cyclestream.engine.backends.options import RunOptions, prepare_backend
-from cyclestream.engine.checkpoint import LoadedModel, load_model, save_model
+from cyclestream.engine.checkpoint import LoadedModel, load_model
 from cyclestream.engine.jobs.live_target import follow_stdin
-from cyclestream.engine.models import build_generator
-from cyclestream.engine.models.stargan import StarGANSpec
+from tests.engine.stargan_files import randomised_stargan
 
 DOMAINS = ["openmoji", "twemoji", "noto"]
 
 
 @pytest.fixture
 def stargan(tmp_path: Path) -> LoadedModel:
-    spec = StarGANSpec(c_dim=3, ngf=4, repeat_num=1)
-    torch.manual_seed(0)
-    net = build_generator(spec)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    return load_model(save_model(tmp_path / "star.safetensors", net, spec, {"domains": DOMAINS}))
+    return load_model(randomised_stargan(tmp_path / "star.safetensors", DOMAINS))
 
 
 def test_each_line_sets_the_target_and_a_bad_one_is_logged(

@@ -19,26 +19,18 @@ from aiortc import RTCPeerConnection
 
 from cyclestream.engine.backends.options import RunOptions, prepare_backend
 from cyclestream.engine.backends.shared import SharedBackend
-from cyclestream.engine.checkpoint import LoadedModel, load_model, save_model
+from cyclestream.engine.checkpoint import LoadedModel, load_model
 from cyclestream.engine.jobs.live_target import parse_control
-from cyclestream.engine.models import build_generator
-from cyclestream.engine.models.stargan import StarGANSpec
 from cyclestream.engine.serve.app import ServeApp
 from cyclestream.engine.serve.client import Client
 from cyclestream.engine.serve.options import ServeOptions
+from tests.engine.stargan_files import randomised_stargan
 
 DOMAINS = ["openmoji", "twemoji", "noto"]
 
 
 def stargan_file(path: Path) -> Path:
-    """A small StarGAN whose targets give clearly different pictures (weights pushed away from the init)."""
-    spec = StarGANSpec(c_dim=3, ngf=4, repeat_num=1)
-    torch.manual_seed(0)
-    net = build_generator(spec)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    return save_model(path, net, spec, {"domains": DOMAINS})
+    return randomised_stargan(path, DOMAINS)
 
 
 @pytest.fixture(scope="module")
