@@ -13,6 +13,10 @@ class MediaError(CycleStreamError):
     """A video or image that cannot be read or written as asked."""
 
 
+class PermanentMediaError(MediaError):
+    """A source or sink that asking again cannot open (a protocol this FFmpeg lacks, HTTP 4xx): never retried."""
+
+
 class BackendError(CycleStreamError):
     """A backend that cannot be prepared or run here."""
 

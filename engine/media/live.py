@@ -28,7 +28,7 @@ from pathlib import Path
 import av
 
 from cyclestream.engine.channel import Channel, Stopped
-from cyclestream.engine.errors import MediaError
+from cyclestream.engine.errors import MediaError, PermanentMediaError
 from cyclestream.engine.media.colour import ColourTags
 from cyclestream.engine.media.frame import VideoFrame
 from cyclestream.engine.media.live_input import LiveConnection, SourceStopped, open_live
@@ -286,6 +286,9 @@ class LiveSource:
             t0 = time.monotonic()
             try:
                 connection = self._connect(back_off)
+            except PermanentMediaError as e:  # asking again cannot change it: end now, in one line
+                self.end_reason = str(e)
+                return
             except MediaError as e:
                 self.end_reason = str(e)
                 # A refused connection waits out the back-off; a listening one already spent it listening.

@@ -10,7 +10,7 @@ from typing import Any
 
 import av
 
-from cyclestream.engine.errors import MediaError
+from cyclestream.engine.errors import MediaError, PermanentMediaError
 from cyclestream.engine.media.colour import ColourTags
 from cyclestream.engine.media.passthrough import main_video_stream
 
@@ -65,8 +65,22 @@ def open_input(
         raise MediaError(
             f"cannot open {spec}: {_error_text(e)} (not a media file, or damaged/truncated before its index)"
         ) from None
+    except PERMANENT_ERRORS as e:
+        raise PermanentMediaError(f"cannot open {spec}: {permanent_reason(spec, e)}") from None
     except (av.error.FFmpegError, OSError) as e:
         raise MediaError(f"cannot open {spec}: {_error_text(e)}") from None
+
+
+# What asking again cannot change: a protocol missing from this FFmpeg build, an HTTP refusal (4xx).
+PERMANENT_ERRORS = (av.error.ProtocolNotFoundError, av.error.HTTPClientError)
+
+
+def permanent_reason(url: str, e: BaseException) -> str:
+    """The line for a permanent error: a missing protocol says which FFmpeg lacks it."""
+    if isinstance(e, av.error.ProtocolNotFoundError):
+        scheme = url.split("://", 1)[0] if "://" in url else url
+        return f"this FFmpeg build (PyAV's {av.ffmpeg_version_info}) has no {scheme}:// protocol"
+    return _error_text(e)
 
 
 def describe(container: Any) -> VideoInfo:

@@ -9,12 +9,12 @@ from typing import Any, Protocol
 
 import av
 
-from cyclestream.engine.errors import MediaError
+from cyclestream.engine.errors import MediaError, PermanentMediaError
 from cyclestream.engine.media.colour import ColourTags
 from cyclestream.engine.media.encode_options import EncodeOptions
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.passthrough import Passthrough, add_to, describe_stream
-from cyclestream.engine.media.probe import VideoInfo
+from cyclestream.engine.media.probe import PERMANENT_ERRORS, VideoInfo, permanent_reason
 
 AVFMT_VARIABLE_FPS = 0x0400  # a muxer without it (AVI) stores one frame per tick of its time base
 
@@ -169,6 +169,8 @@ class VideoFileSink:
             self.container.start_encoding()
         except (av.error.FFmpegError, ValueError) as e:
             self.container.close()
+            if isinstance(e, PERMANENT_ERRORS):  # a protocol this FFmpeg lacks (srt://), an HTTP refusal
+                raise PermanentMediaError(f"cannot write {label}: {permanent_reason(label, e)}") from None
             if isinstance(e, OSError):  # the disk or the network (EACCES, ENOSPC, EIO...), not the codec
                 raise MediaError(f"cannot write {label}: {e.strerror or e}") from None
             raise MediaError(
