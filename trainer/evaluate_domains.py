@@ -4,8 +4,8 @@ translated to every other domain and compared with that domain's own drawing of 
 ``cyclestream data emoji-domains`` writes ``test/STYLE/NAME.png``, the same emoji NAME in each style.  For
 each target domain T, every ``test/S/NAME.png`` with S ≠ T is translated with ``--target T`` and scored
 against ``test/T/NAME.png`` (PSNR and SSIM as in ``trainer/evaluate.py``), beside the identity baseline
-(the untranslated ``test/S/NAME.png`` against it).  The grid shows a few emoji of the first domain,
-each translated to every other domain beside that domain's true drawing.
+(the untranslated ``test/S/NAME.png`` against it).  The grid shows a few emoji of the first domain
+(first column), each translated to every other domain (``to T``) beside that domain's true drawing (``T``).
 """
 
 from __future__ import annotations
@@ -111,19 +111,24 @@ def evaluate_domains(model_path: str | os.PathLike[str], data: str | os.PathLike
                            results, 0.0)
     if options.grid is not None and options.grid_examples > 0:
         picks = sorted(set(np.linspace(0, len(names) - 1, min(options.grid_examples, len(names))).round().astype(int)))
-        columns = [(f"{order[0]} (input)", [images[order[0]][i] for i in picks])]
+        columns = [(order[0], [images[order[0]][i] for i in picks])]
         for target in order[1:]:
-            columns += [(f"→ {target}", [translated_first[target][i] for i in picks]),
+            columns += [(f"to {target}", [translated_first[target][i] for i in picks]),
                         (target, [images[target][i] for i in picks])]
         report.grid = save_columns(columns, options.grid)
     report.seconds = time.perf_counter() - t0
     return report
 
 
+MIN_CELL = 96  # pixels: smaller images are shown enlarged (nearest neighbour, so no pixel is invented)
+
+
 def save_columns(columns: list[tuple[str, list[np.ndarray]]], path: str | os.PathLike[str], gap: int = 4) -> Path:
     """A PNG of labelled columns of equally sized images (one row per example)."""
-    h, w = columns[0][1][0].shape[:2]
-    font = _label_font(max(h, 72))
+    h0, w0 = columns[0][1][0].shape[:2]
+    scale = -(-MIN_CELL // min(h0, w0))
+    h, w = h0 * scale, w0 * scale
+    font = _label_font(72)
     label_h = 22
     grid = Image.new("RGB", (gap + len(columns) * (w + gap), label_h + len(columns[0][1]) * (h + gap) + gap),
                      (200, 200, 200))
@@ -132,7 +137,8 @@ def save_columns(columns: list[tuple[str, list[np.ndarray]]], path: str | os.Pat
         left = gap + col * (w + gap)
         draw.text((left + w // 2, label_h // 2 + 2), label, fill=(0, 0, 0), font=font, anchor="mm")
         for row, image in enumerate(cells):
-            grid.paste(Image.fromarray(image), (left, label_h + row * (h + gap)))
+            cell = Image.fromarray(image).resize((w, h), Image.Resampling.NEAREST)
+            grid.paste(cell, (left, label_h + row * (h + gap)))
     return save_rgb(np.asarray(grid), path)
 
 
