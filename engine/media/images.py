@@ -23,18 +23,32 @@ from PIL import Image, ImageCms, ImageOps, ImageSequence, PngImagePlugin, Uniden
 
 from cyclestream.engine.atomic import atomic_output
 from cyclestream.engine.errors import MediaError
-from cyclestream.engine.media.probe import is_image
+from cyclestream.engine.media.probe import HEIF_SUFFIXES, is_image
+
+try:  # HEIC/HEIF through pillow-heif (the `heif` extra) when it is installed; AVIF is Pillow's own
+    from pillow_heif import register_heif_opener
+except ImportError:
+    HEIF_OPENER = False
+else:
+    register_heif_opener()
+    HEIF_OPENER = True
+HEIF_HINT = "needs pillow-heif: pip install 'cyclestream[heif]'"
 
 ANIMATED_FORMATS = frozenset({"GIF", "PNG", "WEBP"})  # Pillow writes these with save_all, durations and loop
-ALPHA_FORMATS = frozenset({"GIF", "PNG", "WEBP", "TIFF"})  # formats that keep transparency (GIF: on or off)
+ALPHA_FORMATS = frozenset({"GIF", "PNG", "WEBP", "TIFF", "AVIF"})  # formats that keep transparency (GIF: on or off)
 METADATA: dict[str, frozenset[str]] = {  # what Pillow's writer for each format keeps (checked in the tests)
     "JPEG": frozenset({"icc_profile", "exif", "xmp"}),
     "WEBP": frozenset({"icc_profile", "exif", "xmp"}),
     "PNG": frozenset({"icc_profile", "exif", "xmp"}),
     "TIFF": frozenset({"icc_profile", "exif"}),
+    "AVIF": frozenset({"icc_profile", "exif", "xmp"}),
 }
 METADATA_NAMES = {"icc_profile": "ICC profile", "exif": "EXIF", "xmp": "XMP"}
-SAVE_OPTIONS: dict[str, dict[str, object]] = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
+SAVE_OPTIONS: dict[str, dict[str, object]] = {
+    "JPEG": {"quality": 95},
+    "WEBP": {"quality": 95},
+    "AVIF": {"quality": 95, "subsampling": "4:4:4"},  # 4:2:0 lost a third of a model output's colour detail
+}
 _SRGB = ImageCms.createProfile("sRGB")
 DAMAGED = (IndexError, TypeError, SyntaxError, EOFError)  # what Pillow's decoders also raise for damaged files
 
@@ -181,6 +195,8 @@ def read_picture(
 ) -> Picture:
     """Every frame of an image file, upright and RGB (scaled to ``size`` = (width, height) if given), with its
     metadata; or a MediaError saying why it cannot be read."""
+    if Path(path).suffix.lower() in HEIF_SUFFIXES and not HEIF_OPENER and Path(path).is_file():
+        raise MediaError(f"{path} is a HEIC/HEIF photo: reading it {HEIF_HINT}")
     try:
         with Image.open(path) as image:
             return _read(image, size, all_frames)
@@ -214,10 +230,12 @@ def find_images(folder: Path, exclude: Path | None = None) -> list[Path]:
 def output_format(path: str | os.PathLike[str]) -> str:
     """The Pillow format that writes ``path`` (by its suffix), or a MediaError naming the path."""
     suffix = Path(path).suffix.lower()
+    if suffix in HEIF_SUFFIXES and not HEIF_OPENER:
+        raise MediaError(f"cannot write {path}: writing HEIC/HEIF {HEIF_HINT} (or write .avif, .jpg or .png)")
     fmt = Image.registered_extensions().get(suffix)
     if fmt is None or fmt not in Image.SAVE:
         raise MediaError(
-            f"cannot write an image as '{suffix}': {path} (use .png, .jpg, .webp, .tif, .gif or .bmp; "
+            f"cannot write an image as '{suffix}': {path} (use .png, .jpg, .webp, .avif, .tif, .gif or .bmp; "
             "an animation can also be written as .mp4, .mkv, .mov or .webm)"
         )
     return fmt

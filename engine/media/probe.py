@@ -14,7 +14,10 @@ from cyclestream.engine.errors import MediaError, PermanentMediaError
 from cyclestream.engine.media.colour import ColourTags
 from cyclestream.engine.media.passthrough import main_video_stream
 
-IMAGE_SUFFIXES = frozenset({".png", ".apng", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+HEIF_SUFFIXES = frozenset({".heic", ".heif"})  # read and written through pillow-heif (the `heif` extra)
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".apng", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".avif", *HEIF_SUFFIXES}
+)
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg",
                             ".mpeg", ".flv", ".wmv", ".3gp", ".ogv", ".mxf", ".y4m"})  # what a folder search counts
 
