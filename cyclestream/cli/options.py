@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,9 @@ def check_preview(args: argparse.Namespace, source: Path) -> None:
 def print_report(report: Any) -> None:
     for warning in report.warnings:
         log.warning("%s", warning)
-    print(f"wrote {report.output} ({report.frames} frames, {report.fps:.2f} frames/s, {report.backend})")
+    piped = str(report.output) == "-"  # standard output holds the video: the report goes to stderr
+    out = sys.stderr if piped else sys.stdout
+    written = "standard output" if piped else report.output
+    print(f"wrote {written} ({report.frames} frames, {report.fps:.2f} frames/s, {report.backend})", file=out)
     if report.preview:
-        print(f"preview {report.preview}")
+        print(f"preview {report.preview}", file=out)

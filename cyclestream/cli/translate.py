@@ -22,8 +22,10 @@ log = logging.getLogger("cyclestream")
 
 def _add_translate(sub: Any) -> None:
     p = sub.add_parser("translate", help="translate a video file, an image or a folder of images")
-    p.add_argument("input", type=Path, help="video file, image, or folder of images")
-    p.add_argument("output", type=Path, help="output video file, image, or folder")
+    p.add_argument("input", type=Path, help="video file, image, or folder of images; - reads a video from "
+                   "standard input")
+    p.add_argument("output", type=Path, help="output video file, image, or folder; - writes the video to standard "
+                   "output (MPEG-TS, or --format matroska)")
     add_model_argument(p)
     add_translate_options(p)
     p.set_defaults(func=_cmd_translate)

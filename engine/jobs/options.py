@@ -32,6 +32,10 @@ class TranslateOptions(Options):
                                   help="side-by-side PNG of a few frames")
     progress: bool = progress_option()
     temporal: str = temporal_option()
+    format: str | None = option(None, metavar="NAME", default_text="mpegts for OUTPUT -, else from the bytes",
+                                help="the container of a pipe (`-`): with OUTPUT -, what standard output is "
+                                "written as (mpegts or matroska/mkv); with INPUT - only, what standard input "
+                                "is read as, when FFmpeg cannot tell it from its bytes")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,6 +7,7 @@ finish the file and rename it into place → write the preview.  Any error or Ct
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -35,6 +36,7 @@ from cyclestream.engine.media.images import (
     read_picture,
     write_picture,
 )
+from cyclestream.engine.media.pipes import STDIN_NAME, STDOUT_NAME, check_stdout, is_stdio, stdout_format, stdout_writer
 from cyclestream.engine.media.preview import PreviewCollector, preview_indices, save_preview
 from cyclestream.engine.media.probe import is_image
 from cyclestream.engine.media.sinks import VideoFileSink, check_video_codec
@@ -69,6 +71,9 @@ def default_preview_path(output: Path) -> Path:
 def preview_path(options: TranslateOptions, output: Path) -> Path | None:
     """Where ``options.preview`` puts the side-by-side picture of ``output``: beside it, at a path, or nowhere."""
     if options.preview is True:
+        if is_stdio(output):
+            log.debug("no preview for standard output (--preview PATH writes one)")
+            return None
         return default_preview_path(output)
     return options.preview or None
 
@@ -92,12 +97,18 @@ def translate_video(
     :data:`PrepareBackend`."""
     output = Path(output_path)
     check_video_codec(options.encode.codec)
+    from_stdin, to_stdout = is_stdio(input_path), is_stdio(output)  # `-`: a pipe (media/pipes.py)
+    encode = options.encode
+    if to_stdout:
+        encode = dataclasses.replace(encode, container_format=stdout_format(options.format))
     if source is None:
-        source = VideoFileSource(input_path, size=options.run.size)
+        in_format = options.format if from_stdin and not to_stdout else None
+        source = VideoFileSource(input_path, size=options.run.size, format=in_format)
     try:
         info = source.frame_info  # decodes the first frame: upright size, colour tags
         if prepare is None:  # int8 is calibrated on this video's first frames (unless --calibration names others)
-            backend = prepare_backend(model, options.run, info.height, info.width, calibration=Path(input_path))
+            calibration = None if from_stdin else Path(input_path)  # a pipe is read once
+            backend = prepare_backend(model, options.run, info.height, info.width, calibration=calibration)
         else:
             backend = prepare(model, options.run, info.height, info.width)
     except BaseException:
@@ -107,14 +118,15 @@ def translate_video(
     preview = PreviewCollector(preview_indices(info.expected_frames)) if preview_to else None
     pipeline = Pipeline(backend, options.run.batch_size, FILE_POLICY)
     stabilise = make_stabiliser(options.temporal)
+    label = STDOUT_NAME if to_stdout else str(output)
     try:
         with (
-            atomic_output(output) as tmp,
+            contextlib.nullcontext(stdout_writer()) if to_stdout else atomic_output(output) as tmp,
             tqdm(
                 total=info.expected_frames or None, unit="frame", desc=output.name, disable=not options.progress
             ) as bar,
         ):
-            sink = VideoFileSink(tmp, info, passthrough=source.passthrough, options=options.encode, label=str(output))
+            sink = VideoFileSink(tmp, info, passthrough=source.passthrough, options=encode, label=label)
 
             def write(frame: TranslatedFrame) -> None:
                 if stabilise is not None:
@@ -138,7 +150,8 @@ def translate_video(
         if prepare is None:
             backend.close()
     report = TranslateReport(output, stats.frames, stats.wall, backend.describe(), stats=stats)
-    report.warnings += [note for note in (source.damage_report(), sink.timestamp_note(str(input_path))) if note]
+    read_from = STDIN_NAME if from_stdin else str(input_path)
+    report.warnings += [note for note in (source.damage_report(), sink.timestamp_note(read_from)) if note]
     report.warnings += source.notes()
     if preview and preview.pairs and preview_to:
         report.preview = save_preview(preview.pairs, preview_to)
@@ -273,13 +286,24 @@ def translate(
     model_path: str | os.PathLike[str],
     options: TranslateOptions,
 ) -> TranslateReport:
-    """Translate a video file, an image, or a folder of images; the kind is told from the input."""
+    """Translate a video file, an image, or a folder of images; the kind is told from the input.  ``-`` as
+    the input reads a video from standard input, as the output writes one to standard output."""
     src = Path(input_path)
-    if not src.exists():
+    from_stdin, to_stdout = is_stdio(src), is_stdio(output_path)
+    if not from_stdin and not src.exists():
         raise MediaError(f"input not found: {src}")
-    check_not_input(src, output_path)
+    if to_stdout:
+        check_stdout()
+        stdout_format(options.format)  # MP4/MOV refused before the model loads
+        if not from_stdin and (src.is_dir() or is_image(src)):
+            raise MediaError(f"cannot write {src} to {STDOUT_NAME}: only a video goes to a pipe (name an output file)")
+    elif options.format is not None and not from_stdin:
+        raise MediaError(f"--format names the container of `-` ({STDIN_NAME} or {STDOUT_NAME}); "
+                         f"{src}'s is told from its bytes and {output_path}'s from its name")
+    if not (from_stdin or to_stdout):
+        check_not_input(src, output_path)
     model = load_model(model_path)
     model.require_image_input()  # before any input is opened
-    if src.is_dir() or is_image(src):
+    if not from_stdin and (src.is_dir() or is_image(src)):
         return translate_images(src, output_path, model, options)
     return translate_video(src, output_path, model, options)

@@ -14,6 +14,7 @@ from cyclestream.engine.media.colour import ColourTags
 from cyclestream.engine.media.encode_options import EncodeOptions
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.passthrough import Passthrough, add_to, describe_stream
+from cyclestream.engine.media.pipes import StdoutWriter
 from cyclestream.engine.media.probe import PERMANENT_ERRORS, VideoInfo, permanent_reason
 
 AVFMT_VARIABLE_FPS = 0x0400  # a muxer without it (AVI) stores one frame per tick of its time base
@@ -124,7 +125,7 @@ class VideoFileSink:
 
     def __init__(
         self,
-        path: Path | str,
+        path: Path | str | StdoutWriter,
         info: VideoInfo,
         *,
         passthrough: Passthrough | None = None,
@@ -135,7 +136,7 @@ class VideoFileSink:
         passthrough = Passthrough() if passthrough is None else passthrough
         options = EncodeOptions() if options is None else options
         defaults = EncodeOptions() if defaults is None else defaults  # the job's own encoding (check_quality)
-        label = label or (path.name if isinstance(path, Path) else path)  # the user's name, not the temporary one
+        label = label or (path if isinstance(path, str) else path.name)  # the user's name, not the temporary one
         check_video_codec(options.codec)
         check_quality(options, defaults)
         pix_fmt = options.pix_fmt
@@ -146,8 +147,10 @@ class VideoFileSink:
         self.colour: ColourTags | None = info.colour.for_encoding(pix_fmt, info.width, info.height) \
             if info.colour else None
         try:
-            self.container = av.open(str(path), mode="w", format=options.container_format,
-                                     options={**muxer_options(path, passthrough), **dict(options.container_options)})
+            target = path if isinstance(path, StdoutWriter) else str(path)  # `-`: written front to back
+            self.container = av.open(target, mode="w", format=options.container_format,
+                                     options={**muxer_options(label if isinstance(path, StdoutWriter) else path,
+                                                              passthrough), **dict(options.container_options)})
         except (av.error.FFmpegError, ValueError, OSError) as e:
             raise MediaError(f"cannot write {label}: {getattr(e, 'strerror', None) or e}") from None
         # A muxer that cannot hold a variable frame rate (AVI) writes 1 / its time base as the frame rate:

@@ -17,6 +17,7 @@ from cyclestream.engine.errors import MediaError
 from cyclestream.engine.media.colour import ColourTags
 from cyclestream.engine.media.frame import VideoFrame
 from cyclestream.engine.media.passthrough import Passthrough, is_attached_picture
+from cyclestream.engine.media.pipes import STDIN_NAME, is_stdio, open_stdin
 from cyclestream.engine.media.probe import VideoInfo, describe, open_input
 
 log = logging.getLogger("cyclestream")
@@ -43,8 +44,8 @@ class VideoFileSource:
         audio: bool = True,
     ) -> None:
         """``audio=False`` reads the video stream alone (live sources); else every other stream rides along."""
-        self.path = str(path)
-        self.container = open_input(path, options, format, timeout)
+        self.path = STDIN_NAME if is_stdio(path) else str(path)  # `-`: standard input, read without seeking
+        self.container = open_stdin(format) if is_stdio(path) else open_input(path, options, format, timeout)
         try:
             self.info: VideoInfo = describe(self.container)
         except MediaError:
