@@ -101,7 +101,7 @@ def run_options(options: TrainBenchOptions, speed: Speed, data: DataOptions, out
     on = {True: "on", False: "off"}
     return TrainOptions(
         data=data,
-        model=ModelOptions(model=options.model, ngf=options.ngf, n_blocks=options.n_blocks),
+        model=ModelOptions(model=options.model, ngf=options.ngf, n_blocks=options.n_blocks, ndf=options.ndf),
         optim=OptimOptions(batch_size=options.batch_size, epochs=1000, epochs_decay=0),
         run=TrainRunOptions(out=out, device=options.device, precision=speed.precision, compile=on[speed.compile],
                             channels_last=on[speed.channels_last], max_iters=options.warmup + options.iterations,
@@ -165,7 +165,7 @@ def bench_train(options: TrainBenchOptions, *, cache_dir: Path | None = None) ->
                                f"(it has: {', '.join(s.name for s in available)})")
     machine = describe_machine()
     config = {"model": options.model, "crop": options.crop_size, "batch": options.batch_size, "ngf": options.ngf,
-              "n_blocks": options.n_blocks, "device": str(device), "warmup": options.warmup,
+              "n_blocks": options.n_blocks, "ndf": options.ndf, "device": str(device), "warmup": options.warmup,
               "iterations": options.iterations, "rounds": options.rounds}
     report = TrainBenchReport(machine, config)
     runs: dict[Speed, list[dict[str, Any]]] = {s: [] for s in wanted}

@@ -31,6 +31,7 @@ class TrainBenchOptions(Options):
     batch_size: int = option(1, min=1, help="images per step")
     ngf: int | None = option(None, min=1, default_text="the recipe's", help="generator width")
     n_blocks: int | None = option(None, min=0, default_text="the recipe's", help="ResNet blocks or U-Net levels")
+    ndf: int = option(64, min=1, help="discriminator width")
     modes: tuple[str, ...] = option((), parse=comma_list(parse_mode), metavar="MODE,...",
                                     default_text="every mode this machine has",
                                     help="modes to time, e.g. eager-fp32,compile+cl-bf16 (eager fp32 is always "

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from cyclestream.bundled import DEFAULT_MODEL, DEMO_CLIP, STUDENT_MODEL
+from cyclestream.bundled import DEFAULT_MODEL, DEMO_CLIP, STARGAN_MODEL, STUDENT_MODEL
 from cyclestream.cli.options import (
     MODEL_HELP,
     add_model_argument,
@@ -46,7 +46,9 @@ def _cmd_translate(args: argparse.Namespace) -> int:
 
 
 def _add_demo(sub: Any) -> None:
-    p = sub.add_parser("demo", help="translate the bundled demo clip with the bundled model")
+    p = sub.add_parser("demo", help="translate the bundled demo clip with the bundled model",
+                       description="Translate the bundled demo clip with the bundled model; with --target "
+                       "openmoji|twemoji|noto, with the bundled StarGAN (one generator, three emoji styles).")
     p.add_argument("--output", type=Path, default=Path("out/demo_translated.mp4"),
                    help="output video (default out/demo_translated.mp4)")
     which = p.add_mutually_exclusive_group()
@@ -60,8 +62,13 @@ def _add_demo(sub: Any) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from cyclestream.engine.jobs.translate import translate
 
-    model = STUDENT_MODEL if args.student else args.model
     options = translate_options(args)
+    if args.student:
+        model = STUDENT_MODEL
+    elif options.run.target is not None and args.model == DEFAULT_MODEL:
+        model = STARGAN_MODEL  # a target: the bundled model that takes one
+    else:
+        model = args.model
     check_preview(args, DEMO_CLIP)
     print(f"translating the bundled clip {DEMO_CLIP.name} with {model.name}")
     print_report(translate(DEMO_CLIP, args.output, model, options))

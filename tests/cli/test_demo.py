@@ -34,3 +34,16 @@ def test_ci_runs_exactly_the_readmes_test_command() -> None:
     readme = (root / "README.md").read_text()
     test_command = readme.split("Run the tests:", 1)[1].split("```bash\n", 1)[1].split("\n", 1)[0]
     assert (root / ".ci" / "run").read_text().rstrip().splitlines()[-1] == test_command
+
+
+def test_demo_with_a_target_uses_the_bundled_stargan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cyclestream.bundled import STARGAN_MODEL
+    from cyclestream.engine.conditioning import domain_names
+
+    model = load_model(STARGAN_MODEL)
+    assert model.spec.kind == "stargan" and sorted(domain_names(model)) == ["noto", "openmoji", "twemoji"]
+    out = tmp_path / "noto.mp4"
+    assert main(["-q", "demo", "--target", "noto", "--output", str(out), "--size", "64x64", "--temporal", "off",
+                 "--no-preview"]) == 0  # fmt: skip
+    assert "stargan_emoji.safetensors" in capsys.readouterr().out
+    assert len(video_times(out)) == len(video_times(DEMO_CLIP)) and audio_packets(out) == audio_packets(DEMO_CLIP)
