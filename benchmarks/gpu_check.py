@@ -401,9 +401,52 @@ def part_tensorrt(ctx: Context) -> Part:
                         failures.append(f"{variant} {precision} {size}: rel. L2 {err:.1e}")
                     part.rows.append({"variant": variant, "precision": precision, "size": size,
                                       "ms/frame": round(ms, 3), "rel_l2": f"{err:.1e}", "ok": ok})  # fmt: skip
+        failures += _stargan_rows(ctx, part, Path(cache))
     if failures:
         part.status, part.reason = FAILED, f"{len(failures)} failed, first: {failures[0]}"
     return part
+
+
+def _stargan_rows(ctx: Context, part: Part, cache: Path) -> list[str]:
+    """A StarGAN engine per variant, its label an input: two targets through one engine, each against eager."""
+    from cyclestream.engine.backends import FrameShape
+    from cyclestream.engine.backends.tensorrt import TensorRTBackend, variant_unavailable
+    from cyclestream.engine.checkpoint import LoadedModel
+    from cyclestream.engine.errors import CycleStreamError
+    from cyclestream.engine.models import build_generator
+    from cyclestream.engine.models.stargan import StarGANSpec
+
+    spec = StarGANSpec(c_dim=3)
+    torch.manual_seed(0)
+    model = LoadedModel(generator=build_generator(spec).eval(), spec=spec, path=Path("stargan (random)"),
+                        format="cyclestream")  # fmt: skip
+    h, w = SIZES["256²"]
+    x = model_input(model, sample_frames(1, h, w))
+    failures = []
+    for variant in ("aot", "native", "plugins"):
+        if variant_unavailable(variant) or ctx.left() < 60:
+            continue
+        errors = []
+        try:
+            backend = TensorRTBackend("cuda", cache, variants=(variant,))
+            backend.conditioning = (torch.tensor([[1.0, 0.0, 0.0]]),)
+            backend.prepare(model, FrameShape(1, h, w), "fp32")
+            for label in ([1.0, 0.0, 0.0], [0.0, 0.0, 1.0]):
+                backend.conditioning = (torch.tensor([label]),)
+                out = backend.infer(x).float()
+                with torch.no_grad():
+                    ref = model.generator.cuda()(x.cuda(), backend.conditioning[0].cuda()).float()
+                errors.append(relative_l2(out, ref))
+            backend.close()
+        except (CycleStreamError, RuntimeError) as e:
+            failures.append(f"stargan {variant}: {_line(e)}")
+            continue
+        ok = max(errors) <= GPU_TOLERANCE["fp32"]
+        if not ok:
+            failures.append(f"stargan {variant}: rel. L2 {max(errors):.1e}")
+        part.rows.append({"variant": f"{variant} (stargan, label input)", "precision": "fp32", "size": "256²",
+                          "rel_l2": f"{max(errors):.1e}", "ok": ok})  # fmt: skip
+    return failures
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ into a graph.  ``--z-walk S`` makes z a path over the frames' times instead (:cl
 ``((1 − w) z_k + w z_{k+1}) / sqrt((1 − w)² + w²)`` with ``w`` the smoothstep of the fraction of the leg, so
 it stays N(0, 1)-distributed and changes smoothly (no jump at the keyframes).
 
-Models with a conditioning input run on the backends that feed it: eager, onnxruntime and openvino
-(``--backend auto`` takes eager for them); int8 is not offered for them.
+Models with a conditioning input run on every backend: eager and compile call the generator with it,
+onnxruntime, openvino and tensorrt bind it as an input of the exported graph or engine (``--backend auto``
+takes eager for them); int8 is not offered for them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from cyclestream.engine.backends.options import RunOptions
     from cyclestream.engine.checkpoint import LoadedModel
 
-CONDITIONED_BACKENDS = ("eager", "onnxruntime", "openvino")
+CONDITIONED_BACKENDS = ("eager", "compile", "onnxruntime", "openvino", "tensorrt")
 
 
 def domain_names(model: LoadedModel) -> list[str]:

@@ -1,6 +1,6 @@
 """StarGAN's declaration: yunjey/stargan's recipe (128 px, batch 16, 6 residual blocks, Adam 1e-4 with
-β (0.5, 0.999), WGAN-GP with λ_cls 1, λ_rec 10, λ_gp 10, five D updates per G update) and what a run of it needs (imports no torch;
-the task itself is trainer/stargan.py)."""
+β (0.5, 0.999), WGAN-GP with λ_cls 1, λ_rec 10, λ_gp 10, five D updates per G update) and what a run of it
+needs (imports no torch; the task itself is trainer/stargan.py)."""
 
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ class Backend(ABC):
     _io: BackendStream | None = None  # CUDA only: own stream, pinned staging buffers
     _ready: bool = False
     # The values of the generator's inputs besides the image (StarGAN's label, BicycleGAN's z), each
-    # (1, size), set before prepare() (engine/conditioning.py); fed by eager, onnxruntime and openvino.
+    # (1, size), set before prepare() (engine/conditioning.py); fed by every backend.
     conditioning: tuple[torch.Tensor, ...] = ()
     # A path of values over time (``--z-walk``): the values at a frame's time in seconds; the pipeline sets
     # ``frame_times`` (one per frame of the next ``run``, None where a frame has no timestamp).

@@ -59,10 +59,13 @@ class CompiledBackend(Backend):
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         assert self._model is not None, "prepare() first"
         n = x.shape[0]
+        inputs = (x, *self.conditioning_batch(x))  # with the label / z rows of these n frames
         if n < self._batch:  # the last batch of a video: pad it rather than recompile
-            x = torch.cat([x, x.new_zeros((self._batch - n, *x.shape[1:]))])
+            inputs = tuple(torch.cat([v, v.new_zeros((self._batch - n, *v.shape[1:]))]) for v in inputs)
+        x, *values = inputs
+        x = x.to(self.device, memory_format=torch.channels_last)
         with autocast(self.device, self.precision):
-            return self._model(x.to(self.device, memory_format=torch.channels_last))[:n]
+            return self._model(x, *(v.to(self.device) for v in values))[:n]
 
     def describe(self) -> str:
         return f"compile (inductor, {self.device.type}, {self.precision})"

@@ -20,7 +20,7 @@ import shutil
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -125,8 +125,11 @@ def _dynamic_shapes(spec: GeneratorSpec) -> tuple[dict[int, object], ...]:
     return ({0: batch, 2: m * h, 3: m * w}, *({0: batch} for _ in spec.family.conditioning))
 
 
-def profile_dynamic_shapes(profile: ShapeProfile, multiple: int) -> tuple[dict[int, object], ...]:
-    """torch.export dynamic dims for a (padded) shape profile; an axis with min == max stays static."""
+def profile_dynamic_shapes(
+    profile: ShapeProfile, multiple: int, conditioning: int = 0
+) -> tuple[dict[int, object], ...]:
+    """torch.export dynamic dims for a (padded) shape profile; an axis with min == max stays static.  The
+    ``conditioning`` inputs after the image share its batch."""
     dim = torch.export.Dim
     dims: dict[int, object] = {}
     if profile.min[0] != profile.max[0]:
@@ -135,20 +138,30 @@ def profile_dynamic_shapes(profile: ShapeProfile, multiple: int) -> tuple[dict[i
         lo, hi = profile.min[axis], profile.max[axis]
         if lo != hi:
             dims[axis] = multiple * dim(name, min=-(-lo // multiple), max=hi // multiple)
-    return (dims,)
+    batch = {0: dims[0]} if 0 in dims else {}
+    return (dims, *(dict(batch) for _ in range(conditioning)))
 
 
 def export_program(
-    generator: nn.Module, profile: ShapeProfile, *, multiple: int, dtype: torch.dtype, device: torch.device
+    generator: nn.Module,
+    profile: ShapeProfile,
+    *,
+    multiple: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    conditioning: Sequence[int] = (),
 ) -> torch.export.ExportedProgram:
-    """``torch.export`` of a generator over a padded shape profile (what torch-tensorrt compiles).
+    """``torch.export`` of a generator over a padded shape profile (what torch-tensorrt compiles), with
+    inputs of ``conditioning``'s sizes (StarGAN's label, BicycleGAN's z) after the image.
 
     Custom ops (the fused instance-norm kernels) stay single nodes, shaped by their fake kernels.
     """
     batch = profile.opt[0] if profile.opt[0] > 1 or profile.max[0] == 1 else 2
     x = torch.zeros((batch, *profile.opt[1:]), dtype=dtype, device=device)
+    values = tuple(torch.zeros(batch, size, dtype=dtype, device=device) for size in conditioning)
+    shapes = profile_dynamic_shapes(profile, multiple, len(values))
     with torch.no_grad():
-        return torch.export.export(generator, (x,), dynamic_shapes=profile_dynamic_shapes(profile, multiple))
+        return torch.export.export(generator, (x, *values), dynamic_shapes=shapes)
 
 
 _CHATTY_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")

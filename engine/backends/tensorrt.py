@@ -24,6 +24,11 @@ Three ways to build the engine, tried in this order; all give raw engine bytes r
   typed network.  For fp16 the ONNX graph itself is half precision with ``Cast → fp32
   InstanceNormalization → Cast`` around every norm, so the statistics stay fp32 as written.
 
+A generator with conditioning inputs (StarGAN's label, BicycleGAN's z) keeps them as engine inputs after
+the image, each with the frames' batch range in the profile, bound on every call: one engine serves every
+value.  StarGAN's affine norms are left to TensorRT's own normalization in every build (the plugins are
+the plain norms').
+
 Strong typing (precision from the graph, not builder flags) is what TensorRT 11 requires and what
 10.x recommends.  Engines have one optimization profile: batches 1..N (the last, shorter batch of a
 video fits) and the padded frame size, or whatever range ``cyclestream compile --shape`` asked for.
@@ -211,12 +216,20 @@ def build_with_plugins(model: LoadedModel, profile: ShapeProfile, precision: str
 
     register_plugins()
     dtype = PRECISIONS[precision]
-    generator = fuse_kernels(copy.deepcopy(model.generator), "triton").to(device, dtype).eval()
-    program = export_program(generator, profile, multiple=model.spec.size_multiple, dtype=dtype, device=device)
-    spec = torch_tensorrt.Input(min_shape=profile.min, opt_shape=profile.opt, max_shape=profile.max, dtype=dtype)
+    # StarGAN's affine norms stay aten ops, which torch-tensorrt converts itself: their ops are not plugins
+    generator = fuse_kernels(copy.deepcopy(model.generator), "triton", affine=False).to(device, dtype).eval()
+    sizes = [c.size(model.spec) for c in model.family.conditioning]
+    program = export_program(generator, profile, multiple=model.spec.size_multiple, dtype=dtype, device=device,
+                             conditioning=sizes)
+    specs = [torch_tensorrt.Input(min_shape=profile.min, opt_shape=profile.opt, max_shape=profile.max, dtype=dtype)]
+    specs += [
+        torch_tensorrt.Input(min_shape=(profile.min[0], size), opt_shape=(profile.opt[0], size),
+                             max_shape=(profile.max[0], size), dtype=dtype)
+        for size in sizes
+    ]  # fmt: skip
     data = torch_tensorrt.dynamo.convert_exported_program_to_serialized_trt_engine(
         program,
-        arg_inputs=[spec],
+        arg_inputs=specs,
         use_explicit_typing=True,
         require_full_compilation=True,
         min_block_size=1,
@@ -268,7 +281,13 @@ def build_from_onnx(onnx_path: Path, profile: ShapeProfile, workspace_gib: float
     if hasattr(trt.BuilderFlag, "TF32"):  # on by default; fp32 tensors must stay fp32 (the fp32 check's tolerance)
         config.clear_flag(trt.BuilderFlag.TF32)
     shapes = builder.create_optimization_profile()
-    shapes.set_shape(INPUT_NAME, profile.min, profile.opt, profile.max)
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        if tensor.name == INPUT_NAME:
+            shapes.set_shape(INPUT_NAME, profile.min, profile.opt, profile.max)
+        else:  # a conditioning input (label, z): (batch, size), its batch as the frames'
+            size = tensor.shape[1]
+            shapes.set_shape(tensor.name, *((dims[0], size) for dims in (profile.min, profile.opt, profile.max)))
     config.add_optimization_profile(shapes)
     data = builder.build_serialized_network(network, config)
     if data is None:
@@ -277,7 +296,8 @@ def build_from_onnx(onnx_path: Path, profile: ShapeProfile, workspace_gib: float
 
 
 class EngineRunner:
-    """One deserialized engine and its execution context; runs on the current CUDA stream."""
+    """One deserialized engine and its execution context; runs on the current CUDA stream.  Its inputs are
+    the image, then the generator's conditioning (StarGAN's label, BicycleGAN's z), in the graph's order."""
 
     def __init__(self, data: bytes, variant: str, profile: ShapeProfile) -> None:
         trt = import_tensorrt()
@@ -294,19 +314,29 @@ class EngineRunner:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise BackendError(f"expected an engine with one input and one output, got {inputs} → {outputs}")
-        self.input, self.output = inputs[0], outputs[0]
+        if not inputs or len(outputs) != 1:
+            raise BackendError(f"expected an engine with an image input and one output, got {inputs} → {outputs}")
+        self.input = INPUT_NAME if INPUT_NAME in inputs else inputs[0]
+        self.conditioning = [n for n in inputs if n != self.input]
+        self.output = outputs[0]
         self.input_dtype = _torch_dtype(trt, self.engine.get_tensor_dtype(self.input))
         self.output_dtype = _torch_dtype(trt, self.engine.get_tensor_dtype(self.output))
         self.variant, self.profile = variant, profile
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.input_dtype).contiguous()
-        if not self.context.set_input_shape(self.input, tuple(x.shape)):
-            raise BackendError(f"input shape {tuple(x.shape)} is outside the engine's profile {self.profile.to_text()}")
+    def __call__(self, x: torch.Tensor, *conditioning: torch.Tensor) -> torch.Tensor:
+        if len(conditioning) != len(self.conditioning):
+            raise BackendError(f"the engine takes {len(self.conditioning)} conditioning inputs "
+                               f"({', '.join(self.conditioning) or 'none'}), not {len(conditioning)}")  # fmt: skip
+        feeds = [(self.input, x.to(self.input_dtype).contiguous())]
+        for name, value in zip(self.conditioning, conditioning, strict=True):
+            dtype = _torch_dtype(import_tensorrt(), self.engine.get_tensor_dtype(name))
+            feeds.append((name, value.to(x.device, dtype).contiguous()))
+        for name, value in feeds:
+            if not self.context.set_input_shape(name, tuple(value.shape)):
+                raise BackendError(f"input {name} of shape {tuple(value.shape)} is outside the engine's profile "
+                                   f"{self.profile.to_text()}")  # fmt: skip
+            self.context.set_tensor_address(name, value.data_ptr())
         y = torch.empty(tuple(self.context.get_tensor_shape(self.output)), dtype=self.output_dtype, device=x.device)
-        self.context.set_tensor_address(self.input, x.data_ptr())
         self.context.set_tensor_address(self.output, y.data_ptr())
         if not self.context.execute_async_v3(torch.cuda.current_stream(x.device).cuda_stream):
             raise BackendError("TensorRT failed to run the engine")
@@ -457,7 +487,7 @@ class TensorRTBackend(Backend):
             log.info("frames of %dx%d need another TensorRT engine", w, h)
             batch = max(n, self._batch)
             runner = self._runner_for(ShapeProfile((1, c, h, w), (batch, c, h, w), (batch, c, h, w)))
-        return runner(x)
+        return runner(x, *self.conditioning_batch(x))
 
     def describe(self) -> str:
         variant = self._runners[0].variant if self._runners else "?"

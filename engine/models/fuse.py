@@ -139,9 +139,9 @@ def _fuse_block(block: ResnetBlock, impl: str) -> FusedResnetBlock | None:
     return FusedResnetBlock(block.conv_block, tail.eps, impl)
 
 
-def _fuse_sequential(seq: nn.Sequential, impl: str) -> None:
+def _fuse_sequential(seq: nn.Sequential, impl: str, affine: bool) -> None:
     for i, module in enumerate(seq):
-        if not (_fusable_norm(module) or _affine_norm(module)):
+        if not (_fusable_norm(module) or (affine and _affine_norm(module))):
             continue
         relu_next = i + 1 < len(seq) and type(seq[i + 1]) is nn.ReLU
         act = "relu" if relu_next else None
@@ -153,11 +153,13 @@ def _fuse_sequential(seq: nn.Sequential, impl: str) -> None:
             seq[i + 1] = nn.Identity()
 
 
-def fuse_kernels(generator: nn.Module, mode: _dispatch.Impl = "auto") -> nn.Module:
+def fuse_kernels(generator: nn.Module, mode: _dispatch.Impl = "auto", *, affine: bool = True) -> nn.Module:
     """Swap ``generator``'s IN+ReLU pairs, residual tails and remaining INs for fused ops, in place.
 
     ``mode`` is the ops' ``impl``: ``"auto"`` (Triton on CUDA, PyTorch elsewhere), ``"triton"`` or
-    ``"reference"``.  Returns ``generator``; calling it again only changes the mode of fused modules.
+    ``"reference"``.  ``affine=False`` leaves StarGAN's affine norms (whose ops, statistics then a shifted
+    apply, are not TensorRT plugins) as they are.  Returns ``generator``; calling it again only changes the
+    mode of fused modules.
     """
     try:
         _dispatch.check_impl(mode)
@@ -171,13 +173,13 @@ def fuse_kernels(generator: nn.Module, mode: _dispatch.Impl = "auto") -> nn.Modu
                 fused: nn.Module | None = None
                 if isinstance(child, ResnetBlock):
                     fused = _fuse_block(child, mode)
-                elif isinstance(child, StarGANBlock):
+                elif isinstance(child, StarGANBlock) and affine:
                     fused = _fuse_stargan_block(child, mode)
                 if fused is not None:
                     module[i] = fused
     for module in list(generator.modules()):
         if isinstance(module, nn.Sequential):
-            _fuse_sequential(module, mode)
+            _fuse_sequential(module, mode, affine)
         elif isinstance(module, (FusedInstanceNorm, FusedResnetBlock, FusedAffineInstanceNorm)):
             module.impl = mode
     return generator

@@ -15,6 +15,7 @@ from cyclestream.cli import main
 from cyclestream.engine.backends import FrameShape
 from cyclestream.engine.backends.cache import ShapeProfile
 from cyclestream.engine.backends.export import export_program
+from cyclestream.engine.checkpoint import LoadedModel
 from cyclestream.engine.errors import BackendError
 from cyclestream.engine.jobs.verify import (
     TOLERANCE,
@@ -74,6 +75,42 @@ def test_plugin_graph_is_exportable_over_a_dynamic_profile() -> None:
         assert relative_l2(module(x), eager_output(model, x)) < TOLERANCE["fp32"]
 
 
+def _stargan() -> tuple[LoadedModel, torch.nn.Module]:
+    from cyclestream.engine.models import build_generator
+    from cyclestream.engine.models.stargan import StarGANSpec
+
+    spec = StarGANSpec(c_dim=3, ngf=4, repeat_num=1)
+    torch.manual_seed(5)
+    net = build_generator(spec).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return LoadedModel(generator=net, spec=spec, path=Path("star.safetensors"), format="cyclestream"), net
+
+
+@pytest.mark.slow
+def test_a_stargan_label_is_an_input_of_the_program_torch_tensorrt_compiles() -> None:
+    """The plugins variant's program takes the label after the image, its batch tied to the frames', so
+    one engine follows any --target (and a browser's own) without a rebuild."""
+    from cyclestream.engine.models.fuse import fuse_kernels
+
+    _, net = _stargan()
+    fused = fuse_kernels(copy.deepcopy(net), "reference", affine=False).eval()  # as build_with_plugins fuses
+    profile = ShapeProfile.parse("1x3x32x32:3x3x48x64")
+    program = export_program(fused, profile, multiple=4, dtype=torch.float32, device=torch.device("cpu"),
+                             conditioning=[3])  # fmt: skip
+    targets = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
+    assert not any("cyclestream." in t for t in targets)  # only the plugin ops may be custom; affine norms stay aten
+    inputs = [n for n in program.graph.nodes if n.op == "placeholder" and n.name in program.graph_signature.user_inputs]
+    assert len(inputs) == 2
+    module = program.module()
+    for n, h, w in [(1, 32, 32), (3, 48, 64), (2, 40, 36)]:
+        x = torch.rand(n, 3, h, w) * 2 - 1
+        label = torch.eye(3)[torch.arange(n) % 3]  # a different target per frame
+        with torch.no_grad():
+            assert relative_l2(module(x, label), net(x, label)) < 1e-5
+
+
 def test_aot_variant_is_offered_only_with_the_plugin_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import cyclestream.engine.backends.tensorrt as trt_backend
 
@@ -118,6 +155,26 @@ def test_engine_matches_eager_and_is_cached(variant: str, precision: str, tmp_pa
     again = TensorRTBackend("cuda", tmp_path, variants=(variant,))
     again.prepare(model, FrameShape(1, 48, 64), precision)  # type: ignore[arg-type]
     assert sorted((tmp_path / "engines").glob("*.engine")) == engines  # reused, not rebuilt
+
+
+@needs_gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", ["aot", "plugins", "native"])
+def test_a_stargan_engine_takes_the_label_as_an_input(variant: str, tmp_path: Path) -> None:
+    from cyclestream.engine.backends.tensorrt import TensorRTBackend, variant_unavailable
+
+    if reason := variant_unavailable(variant):
+        pytest.skip(reason)
+    model, net = _stargan()
+    backend = TensorRTBackend("cuda", tmp_path, variants=(variant,))
+    backend.conditioning = (torch.tensor([[0.0, 1.0, 0.0]]),)
+    backend.prepare(model, FrameShape(2, 32, 32), "fp32")  # type: ignore[arg-type]
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    for label in ([0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.2, 0.5, 1.0]):  # one engine, each value
+        backend.conditioning = (torch.tensor([label]),)
+        with torch.no_grad():
+            want = net(x, backend.conditioning[0].expand(2, -1))
+        assert relative_l2(backend.infer(x.cuda()).float().cpu(), want) < 5e-3
 
 
 def test_engine_build_falls_back_to_native_with_a_warning_and_is_cached(
