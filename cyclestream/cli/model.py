@@ -27,14 +27,12 @@ def _range_text(value_range: tuple[float, float]) -> str:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from cyclestream.engine.backends.options import RunOptions
+    from cyclestream.engine.backends.options import RunOptions, run_description
     from cyclestream.engine.checkpoint import load_model
-    from cyclestream.engine.models.runtime_norm import describe
 
     model = load_model(args.model)
     family, spec = model.family, model.spec
-    defaults = RunOptions()
-    runs = describe(model.generator, spec, defaults.norm_stats, defaults.dropout == "on")
+    runs = run_description(model, RunOptions())
     info = {
         "path": str(model.path),
         "format": model.format,

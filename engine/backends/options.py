@@ -31,6 +31,7 @@ PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "fp16", "int8")
 PrecisionChoice = Literal["auto", "fp32", "bf16", "fp16", "int8"]  # what a user asks for
 Kernels = Literal["auto", "triton", "reference", "off"]
 NormStats = Literal["frame", "running"]  # how batch norms run: engine/models/runtime_norm.py
+Upsample = Literal["auto", "scale", "align"]  # how an AnimeGANv2 decoder upsamples: engine/models/animegan2.py
 
 DROPOUT_BACKENDS = ("auto", "eager", "compile")  # the ones that run random dropout (auto: as eager)
 AUTO_TUNE_BUDGET_S = 30.0  # the measurements of --backend auto's first run of a model, shape and device
@@ -77,6 +78,10 @@ class RunOptions(Options):
     dropout: Literal["off", "on"] = option("off", help="generators with dropout: on drops at random in every frame, as "
                                            "the official test.py runs pix2pix (the paper's noise; flickers on video; "
                                            "--backend eager or compile)")  # fmt: skip
+    upsample: Upsample = option("auto", help="AnimeGANv2 generators' decoder: scale (×2 without aligned corners, as "
+                                "its test.py runs them), align (to the encoder's sizes with aligned corners: its "
+                                "--upsample_align True, and the hub's face2paint); auto: the model file's, else "
+                                "scale")  # fmt: skip
 
     def check(self) -> None:
         if not valid_device(self.device):
@@ -106,16 +111,45 @@ def run_precision(options: RunOptions) -> PrecisionChoice:
     return options.precision
 
 
-def as_run_model(model: LoadedModel, options: RunOptions) -> LoadedModel:
-    """``model`` with its batch norms and dropout as ``--norm-stats`` and ``--dropout`` run them (said in the log)."""
-    from cyclestream.engine.models.runtime_norm import as_run, describe
+def run_description(model: LoadedModel, options: RunOptions) -> str | None:
+    """How ``options`` run the model's batch norms, dropout and upsampling, for the log and ``info``; None
+    when it has none of them."""
+    from cyclestream.engine.models.animegan2 import AnimeGAN2Spec, upsampling_text
+    from cyclestream.engine.models.runtime_norm import describe
 
-    dropout = options.dropout == "on"
-    said = describe(model.generator, model.spec, options.norm_stats, dropout)
-    if said is not None:
+    parts = [describe(model.generator, model.spec, options.norm_stats, options.dropout == "on")]
+    if isinstance(model.spec, AnimeGAN2Spec):
+        parts.append(upsampling_text(upsampled_spec(model, options)))
+    return "; ".join(p for p in parts if p) or None
+
+
+def upsampled_spec(model: LoadedModel, options: RunOptions) -> Any:
+    """The model's spec with ``--upsample``'s choice (AnimeGANv2 only: a CheckpointError for another family)."""
+    from cyclestream.engine.errors import CheckpointError
+
+    if options.upsample == "auto":
+        return model.spec
+    if model.family.name != "animegan2":
+        raise CheckpointError(f"--upsample {options.upsample}: {model.path} is a {model.family.name} model; the "
+                              "choice is an AnimeGANv2 decoder's")  # fmt: skip
+    return dataclasses.replace(model.spec, upsample_align=options.upsample == "align")
+
+
+def as_run_model(model: LoadedModel, options: RunOptions) -> LoadedModel:
+    """``model`` with its batch norms, dropout and upsampling as ``--norm-stats``, ``--dropout`` and
+    ``--upsample`` run them (said in the log)."""
+    from cyclestream.engine.models.animegan2 import with_upsampling
+    from cyclestream.engine.models.runtime_norm import as_run
+
+    if said := run_description(model, options):
         log.info("model: %s", said)
-    generator = as_run(model.generator, model.spec, options.norm_stats, dropout)
-    return model if generator is model.generator else dataclasses.replace(model, generator=generator)
+    spec = upsampled_spec(model, options)
+    generator = as_run(model.generator, model.spec, options.norm_stats, options.dropout == "on")
+    if spec is not model.spec:
+        generator, spec = with_upsampling(generator, model.spec, spec.upsample_align)
+    if generator is model.generator:
+        return model
+    return dataclasses.replace(model, generator=generator, spec=spec)
 
 
 def prepare_backend(

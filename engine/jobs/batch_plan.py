@@ -211,10 +211,12 @@ def find_items(inputs: Sequence[Path], out_dir: Path, container: str | None = No
 def pixel_settings(options: TranslateOptions) -> dict[str, Any]:
     """The options that change an output's pixels (backend, device, batch size, workers and segmenting
     change them by float rounding or codec noise at most, and are not part of it)."""
-    enc = options.encode
+    enc, run = options.encode, options.run
     return {
-        "size": list(options.run.size) if options.run.size else None,
-        "precision": options.run.precision,
+        "size": list(run.size) if run.size else None,
+        "precision": run.precision,
+        "target": run.target, "z_seed": run.z_seed, "z_walk": run.z_walk,
+        "norm_stats": run.norm_stats, "dropout": run.dropout, "upsample": run.upsample,
         "temporal": "blend" if options.temporal == "on" else options.temporal,
         "codec": enc.codec, "crf": enc.crf, "preset": enc.preset, "pix_fmt": enc.pix_fmt,
         "tune": enc.encoder_tune, "gop": enc.gop,

@@ -22,14 +22,19 @@ saves ``clip(-1, 1) * 0.5 + 0.5``.  Its upsampling is ``scale_factor=2, align_co
 ``--upsample_align`` is given; with it (and in a bare ``model(x)`` call, as the hub's ``face2paint``
 makes) each upsampling goes to the exact size of the matching encoder activation with
 ``align_corners=True``.  ``upsample_align`` in the spec chooses between them; a published file, which
-cannot say, gets test.py's default.  Frames are padded to a multiple of 4, so both ways give an output
-of the frame's own size.
+cannot say, gets test.py's default; ``--upsample align|scale`` chooses for a run.  Frames are padded to a
+multiple of 4 for the ×2 way (so it gives an output of the frame's own size) and run as they are for the
+aligned way, whose upsampling meets the encoder's sizes at any size: both as test.py computes them.  Its
+``--x32`` (sides rounded down to a multiple of 32, 256 at least, before the model) is ``--size`` with those
+sides.
 
 ``FAMILY``: the ``animegan2`` family, recognised by these keys and shapes.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -156,6 +161,23 @@ def recognise(shapes: Shapes) -> AnimeGAN2Spec | None:
     return AnimeGAN2Spec(input_nc=int(first[1]), width=width, n_blocks=len(blocks))
 
 
+def with_upsampling(generator: nn.Module, spec: AnimeGAN2Spec, align: bool) -> tuple[nn.Module, AnimeGAN2Spec]:
+    """The generator and spec with the decoder's upsampling ``align``-ed or not (a copy; the caller's stays)."""
+    if spec.upsample_align == align:
+        return generator, spec
+    spec = dataclasses.replace(spec, upsample_align=align)
+    out = copy.deepcopy(generator)
+    out.spec = spec
+    return out, spec
+
+
+def upsampling_text(spec: AnimeGAN2Spec) -> str:
+    """How the decoder upsamples, for the run's first lines and ``info``."""
+    if spec.upsample_align:
+        return "upsampling to the encoder's sizes with aligned corners (test.py --upsample_align True, face2paint)"
+    return "upsampling ×2 without aligned corners (test.py's default; --upsample align: its --upsample_align True)"
+
+
 def official_name(spec: AnimeGAN2Spec) -> str:
     published = spec.width == PUBLISHED_WIDTH and spec.n_blocks == PUBLISHED_BLOCKS
     name = "animegan2" if published else f"animegan2_w{spec.width}_{spec.n_blocks}blocks"
@@ -170,7 +192,9 @@ FAMILY = Family(
     official_name=official_name,
     recognise=recognise,
     published_by="bryandlee/animegan2-pytorch",
-    size_multiple=lambda spec: 4,  # two stride-2 convolutions, two ×2 upsamplings
-    min_side=lambda spec: 5,  # padded to 8: the quarter-size 2×2 still reflects its 3×3 padding
+    # ×2 upsampling meets the encoder's sizes on multiples of 4; aligned upsampling goes to them at any size,
+    # so frames run unpadded, as test.py runs them
+    size_multiple=lambda spec: 1 if spec.upsample_align else 4,
+    min_side=lambda spec: 8 if spec.upsample_align else 5,  # the quarter-size activation of 2x2 reflects its padding
     min_tensors=lambda spec: spec.n_blocks,
 )

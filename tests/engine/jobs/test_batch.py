@@ -237,3 +237,19 @@ def test_cli_summary_and_exit_code(
 
 def test_library_errors_are_cyclestream_errors() -> None:
     assert issubclass(BatchFailed, CycleStreamError)
+
+
+def test_every_choice_that_changes_the_pixels_is_in_the_settings_digest() -> None:
+    """A rerun with another --target, z, norm statistics, dropout or upsampling translates again instead
+    of keeping the outputs of the first choice as done."""
+    from cyclestream.engine.backends.options import RunOptions
+    from cyclestream.engine.jobs.batch_plan import settings_digest
+
+    base = TranslateOptions()
+    digest = settings_digest("m", base)
+    for change in ({"target": "noto"}, {"z_seed": 3}, {"z_walk": 2.0}, {"norm_stats": "running"},
+                   {"dropout": "on"}, {"upsample": "align"}):  # fmt: skip
+        other = dataclasses.replace(base, run=dataclasses.replace(RunOptions(), **change))
+        assert settings_digest("m", other) != digest, change
+    same = dataclasses.replace(base, run=dataclasses.replace(RunOptions(), backend="onnxruntime"))
+    assert settings_digest("m", same) == digest  # float rounding at most: not a new output

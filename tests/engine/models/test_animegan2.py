@@ -114,12 +114,12 @@ def reference(width: int, seed: int) -> RefGenerator:
     return net.eval()
 
 
-def as_test_py(net: RefGenerator, frame: np.ndarray) -> np.ndarray:
-    """The port's test.py on one uint8 RGB image (no --x32, no --upsample_align): to_tensor * 2 - 1, the
-    net with align_corners False, clip(-1, 1) * 0.5 + 0.5, to_pil_image (× 255, truncated to a byte)."""
+def as_test_py(net: RefGenerator, frame: np.ndarray, upsample_align: bool = False) -> np.ndarray:
+    """The port's test.py on one uint8 RGB image (no --x32): to_tensor * 2 - 1, the net with align_corners
+    ``--upsample_align``, clip(-1, 1) * 0.5 + 0.5, to_pil_image (× 255, truncated to a byte)."""
     x = torch.from_numpy(frame).permute(2, 0, 1)[None].float().div(255) * 2 - 1
     with torch.no_grad():
-        out = net(x, False).squeeze(0).clip(-1, 1) * 0.5 + 0.5
+        out = net(x, upsample_align).squeeze(0).clip(-1, 1) * 0.5 + 0.5
     return out.mul(255).byte().permute(1, 2, 0).numpy()
 
 
@@ -168,6 +168,7 @@ def test_info_names_the_family(small: tuple[RefGenerator, Path], capsys: pytest.
     info = json.loads(capsys.readouterr().out)
     assert info["family"] == "animegan2" and info["architecture"] == "animegan2_w4_4blocks"
     assert info["value_range"] == [-1.0, 1.0] and info["size_multiple"] == 4 and info["image_input"] is True
+    assert info["runs"].startswith("upsampling ×2 without aligned corners (test.py's default; --upsample align")
 
 
 @pytest.mark.parametrize(
@@ -259,3 +260,55 @@ def test_every_cpu_backend_matches_eager_fp32(
     assert (backend.run(frames).int() - eager.run(frames).int()).abs().max() <= 1
     backend.close()
     eager.close()
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_upsample_align_runs_it_as_test_py_upsample_align_true(
+    small: tuple[RefGenerator, Path],
+    backend_name: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--upsample align: test.py's --upsample_align True, on a frame of sides that are no multiple of 4 (run
+    unpadded, as test.py runs it) through every backend; the ×2 way is far from it."""
+    skip_unless_installed(backend_name)
+    monkeypatch.setenv("CYCLESTREAM_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "animegan2-cache"))
+    net, path = small
+    model = load_model(path)
+    frames = torch.randint(0, 256, (2, 30, 38, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(8))
+    backend = prepare_backend(model, RunOptions(backend=backend_name, batch_size=2, upsample="align"), 30, 38)
+    got = backend.run(frames).numpy()
+    backend.close()
+    for i, frame in enumerate(frames.numpy()):
+        want = as_test_py(net, frame, upsample_align=True)
+        assert np.abs(got[i].astype(int) - want).max() <= 1, f"{backend.describe()}, frame {i}"
+        crop = frame[:28, :36]  # where test.py's ×2 runs: the choice matters there
+        assert np.abs(as_test_py(net, crop).astype(int) - as_test_py(net, crop, upsample_align=True)).max() > 8
+
+
+def test_upsample_from_the_command_line_and_refused_elsewhere(
+    small: tuple[RefGenerator, Path], tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    net, path = small
+    rgb = np.random.default_rng(3).integers(0, 256, (26, 34, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "in.png")
+    aligned = save_model(tmp_path / "aligned.safetensors", load_model(path).generator, AnimeGAN2Spec(width=4,
+                         upsample_align=True))  # fmt: skip
+    for model, flags, align in ((path, ["--upsample", "align"], True), (aligned, [], True),
+                                (aligned, ["--upsample", "scale"], False), (path, [], False)):  # fmt: skip
+        out = tmp_path / "out.png"
+        assert main(["translate", str(tmp_path / "in.png"), str(out), "--model", str(model), "--no-preview",
+                     *flags]) == 0, flags  # fmt: skip
+        got = np.asarray(Image.open(out).convert("RGB"))
+        if align:
+            assert np.abs(got.astype(int) - as_test_py(net, rgb, upsample_align=True)).max() <= 1, (model, flags)
+        else:  # test.py's ×2 runs on sides of a multiple of 4: the frame's padded copy, cropped back
+            assert got.shape == rgb.shape and np.abs(got.astype(int) - as_test_py(net, rgb, True)).max() > 8
+    capsys.readouterr()
+    assert main(["translate", str(tmp_path / "in.png"), str(tmp_path / "x.png"), "--model", str(tiny_model),
+                 "--upsample", "align"]) != 0  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert "--upsample align" in err and str(tiny_model) in err and "AnimeGANv2" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x.png").exists()
