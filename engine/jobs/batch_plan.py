@@ -218,6 +218,7 @@ def pixel_settings(options: TranslateOptions) -> dict[str, Any]:
         "target": run.target, "z_seed": run.z_seed, "z_walk": run.z_walk,
         "norm_stats": run.norm_stats, "dropout": run.dropout, "upsample": run.upsample,
         "temporal": "blend" if options.temporal == "on" else options.temporal,
+        "deinterlace": options.deinterlace,
         "codec": enc.codec, "crf": enc.crf, "preset": enc.preset, "pix_fmt": enc.pix_fmt,
         "tune": enc.encoder_tune, "gop": enc.gop,
     }

@@ -119,9 +119,10 @@ class BatchWorker:
             return report.frames, report.backend, report.warnings
         if unit.segment is not None:
             assert unit.like is not None
-            source: VideoFileSource = SegmentSource(item.input, unit.segment, unit.like, unit.quarter_turns)
+            source: VideoFileSource = SegmentSource(item.input, unit.segment, unit.like, unit.quarter_turns,
+                                                    self.options.deinterlace)  # fmt: skip
         else:
-            source = VideoFileSource(item.input, size=self.options.run.size)
+            source = VideoFileSource(item.input, size=self.options.run.size, deinterlace=self.options.deinterlace)
         self._source = source
         self._started(unit)
         report = translate_video(item.input, unit.output, self.model, self.options, source=source,

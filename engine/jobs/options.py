@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cyclestream.engine.backends.options import RunOptions
+from cyclestream.engine.media.deinterlace import Deinterlace
 from cyclestream.engine.media.encode_options import LIVE_ENCODE, EncodeOptions
 from cyclestream.engine.options import Options, option, progress_option
 from cyclestream.engine.temporal import METHODS
@@ -32,6 +33,9 @@ class TranslateOptions(Options):
                                   help="side-by-side PNG of a few frames")
     progress: bool = progress_option()
     temporal: str = temporal_option()
+    deinterlace: Deinterlace = option("auto", help="interlaced video: auto deinterlaces (FFmpeg's bwdif, one frame "
+                                      "per frame) when the first frame is flagged interlaced, on deinterlaces every "
+                                      "frame whatever its flags, off hands woven fields to the model")  # fmt: skip
     format: str | None = option(None, metavar="NAME", default_text="mpegts for OUTPUT -, else from the bytes",
                                 help="the container of a pipe (`-`): with OUTPUT -, what standard output is "
                                 "written as (mpegts or matroska/mkv); with INPUT - only, what standard input "
@@ -55,7 +59,8 @@ class BatchOptions(Options):
     """``batch``: many files, folders and manifests into one output folder, here or on Ray."""
 
     translate: TranslateOptions = option(default_factory=lambda: TranslateOptions(preview=False, progress=False),
-                                         fields=("run", "encode", "temporal"), help="each item's translation")
+                                         fields=("run", "encode", "temporal", "deinterlace"),
+                                         help="each item's translation")
     ray: str | None = option(None, metavar="local|auto|ADDRESS",
                              help="run on Ray: local (a Ray instance on this machine, listening on 127.0.0.1 only), "
                              "auto (the running cluster), HOST:PORT or ray://HOST:PORT; absent: one worker in this "

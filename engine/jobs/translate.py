@@ -103,7 +103,8 @@ def translate_video(
         encode = dataclasses.replace(encode, container_format=stdout_format(options.format))
     if source is None:
         in_format = options.format if from_stdin and not to_stdout else None
-        source = VideoFileSource(input_path, size=options.run.size, format=in_format)
+        source = VideoFileSource(input_path, size=options.run.size, format=in_format,
+                                 deinterlace=options.deinterlace)  # fmt: skip
     try:
         info = source.frame_info  # decodes the first frame: upright size, colour tags
         if prepare is None:  # int8 is calibrated on this video's first frames (unless --calibration names others)

@@ -26,6 +26,7 @@ from typing import Any
 import av
 
 from cyclestream.engine.errors import MediaError
+from cyclestream.engine.media.deinterlace import Deinterlace
 from cyclestream.engine.media.frame import VideoFrame
 from cyclestream.engine.media.passthrough import Passthrough, add_to, is_attached_picture, main_video_stream
 from cyclestream.engine.media.probe import VideoInfo, open_input
@@ -154,10 +155,17 @@ class SegmentSource(VideoFileSource):
     orientation, colour conversion and frame size.  Ends with a MediaError if the frames read are not
     exactly the segment's (a damaged file), so a short segment is never written."""
 
-    def __init__(self, path: str | os.PathLike[str], segment: Segment, like: VideoInfo, quarter_turns: int) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        segment: Segment,
+        like: VideoInfo,
+        quarter_turns: int,
+        deinterlace: Deinterlace = "auto",
+    ) -> None:
         self.segment = segment
         self.kept = 0  # frames of the segment itself read so far (warm-up not counted)
-        super().__init__(path, size=(like.width, like.height), audio=False)
+        super().__init__(path, size=(like.width, like.height), audio=False, deinterlace=deinterlace)
         self._like = like
         self.quarter_turns = quarter_turns  # type: ignore[misc]  # set, not read from the first frame
         self.colour = like.colour  # type: ignore[misc]

@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from cyclestream.engine.errors import MediaError
 from cyclestream.engine.media.colour import ColourTags
+from cyclestream.engine.media.deinterlace import Deinterlace, Deinterlacer, wanted
 from cyclestream.engine.media.frame import VideoFrame
 from cyclestream.engine.media.passthrough import Passthrough, is_attached_picture
 from cyclestream.engine.media.pipes import STDIN_NAME, is_stdio, open_stdin
@@ -31,6 +33,7 @@ class VideoFileSource:
     matrix's rotation is applied, so frames reach the model upright), the colour tags and the frame
     size.  Damage is survived, not hidden: packets that fail to decode are skipped and counted, a
     demuxer error ends reading like end-of-file, and ``damage_report()`` says what was lost.
+    Interlaced video is deinterlaced as ``deinterlace`` says (engine/media/deinterlace.py).
     """
 
     def __init__(
@@ -42,6 +45,7 @@ class VideoFileSource:
         format: str | None = None,
         timeout: float | tuple[float, float] | None = None,
         audio: bool = True,
+        deinterlace: Deinterlace = "auto",
     ) -> None:
         """``audio=False`` reads the video stream alone (live sources); else every other stream rides along."""
         self.path = STDIN_NAME if is_stdio(path) else str(path)  # `-`: standard input, read without seeking
@@ -63,6 +67,9 @@ class VideoFileSource:
         self.size_changes: list[str] = []  # "WxH from frame N" each time the coded size changes
         self._coded_size: tuple[int, int] | None = None
         self._size = size
+        self._deinterlace = deinterlace
+        self.deinterlacer: Deinterlacer | None = None  # set at the first frame when it deinterlaces
+        self.interlaced = False  # the first frame is flagged interlaced
         self._raw = self._raw_frames()
 
     @functools.cached_property
@@ -136,6 +143,29 @@ class VideoFileSource:
             return []
 
     def _raw_frames(self) -> Iterator[tuple[av.VideoFrame, list[Any]]]:
+        """Decoded frames, deinterlaced where they should be, each with the other streams' packets demuxed
+        since the previous frame (the deinterlacer's one frame of delay keeps each frame's packets with it)."""
+        pending: deque[list[Any]] = deque()
+        first = True
+        for frame, side in self._decoded_frames():
+            if first:  # the first frame decides
+                first = False
+                self.interlaced = bool(frame.interlaced_frame)
+                if wanted(self._deinterlace, frame):
+                    self.deinterlacer = Deinterlacer(self.video.time_base, every_frame=self._deinterlace == "on",
+                                                     flagged=self.interlaced)  # fmt: skip
+            if self.deinterlacer is None:
+                yield frame, side
+                continue
+            pending.append(side)
+            for out in self.deinterlacer.push(frame):
+                yield out, pending.popleft()
+        if self.deinterlacer is not None:
+            for out in self.deinterlacer.push(None):
+                yield out, pending.popleft() if pending else []
+            self.trailing_packets = [p for side in pending for p in side] + self.trailing_packets
+
+    def _decoded_frames(self) -> Iterator[tuple[av.VideoFrame, list[Any]]]:
         """Decoded frames, each with the other streams' packets demuxed since the previous frame."""
         side: list[Any] = []
         packets = self.container.demux(self.video, *self.passthrough.streams)
@@ -196,6 +226,12 @@ class VideoFileSource:
             w, h = self.frame_size
             notes.append(f"{self.path} changes frame size mid-stream ({', '.join(self.size_changes)}); "
                          f"those frames were scaled to {w}x{h}")
+        if self.deinterlacer is not None:
+            notes.append(f"{self.path} is interlaced: deinterlaced with {self.deinterlacer.describe()} before the "
+                         "model, one frame per frame; the output is progressive")  # fmt: skip
+        elif self.interlaced:
+            notes.append(f"{self.path} is interlaced: its woven fields went to the model as they are "
+                         "(--deinterlace off), combing included; the output is tagged progressive")  # fmt: skip
         if self.colour is not None and self.colour.is_hdr:
             notes.append(f"{self.path} is HDR ({self.colour.describe()}): the model sees it as SDR; "
                          "the output keeps the HDR tags")
