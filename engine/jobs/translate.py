@@ -39,7 +39,7 @@ from cyclestream.engine.media.images import (
 from cyclestream.engine.media.pipes import STDIN_NAME, STDOUT_NAME, check_stdout, is_stdio, stdout_format, stdout_writer
 from cyclestream.engine.media.preview import PreviewCollector, preview_indices, save_preview
 from cyclestream.engine.media.probe import is_image
-from cyclestream.engine.media.sinks import VideoFileSink, check_video_codec
+from cyclestream.engine.media.sinks import VideoFileSink, check_video_codec, rebase_note
 from cyclestream.engine.media.sources import VideoFileSource
 from cyclestream.engine.paths import check_not_input
 from cyclestream.engine.pipeline import FILE_POLICY, Pipeline
@@ -127,7 +127,8 @@ def translate_video(
                 total=info.expected_frames or None, unit="frame", desc=output.name, disable=not options.progress
             ) as bar,
         ):
-            sink = VideoFileSink(tmp, info, passthrough=source.passthrough, options=encode, label=label)
+            sink = VideoFileSink(tmp, info, passthrough=source.passthrough, options=encode, label=label,
+                                 rebase_from=source.start_time)  # fmt: skip
 
             def write(frame: TranslatedFrame) -> None:
                 if stabilise is not None:
@@ -152,7 +153,8 @@ def translate_video(
             backend.close()
     report = TranslateReport(output, stats.frames, stats.wall, backend.describe(), stats=stats)
     read_from = STDIN_NAME if from_stdin else str(input_path)
-    report.warnings += [note for note in (source.damage_report(), sink.timestamp_note(read_from)) if note]
+    notes = (source.damage_report(), sink.timestamp_note(read_from), rebase_note(read_from, sink.rebased, label))
+    report.warnings += [note for note in notes if note]
     report.warnings += source.notes()
     if preview and preview.pairs and preview_to:
         report.preview = save_preview(preview.pairs, preview_to)

@@ -30,7 +30,7 @@ from cyclestream.engine.media.deinterlace import Deinterlace
 from cyclestream.engine.media.frame import VideoFrame
 from cyclestream.engine.media.passthrough import Passthrough, add_to, is_attached_picture, main_video_stream
 from cyclestream.engine.media.probe import VideoInfo, open_input
-from cyclestream.engine.media.sinks import muxer_options
+from cyclestream.engine.media.sinks import muxer_options, rebase_start
 from cyclestream.engine.media.sources import VideoFileSource
 
 log = logging.getLogger("cyclestream")
@@ -171,6 +171,11 @@ class SegmentSource(VideoFileSource):
         self.colour = like.colour  # type: ignore[misc]
 
     @property
+    def start_time(self) -> float | None:
+        """None: a segment's file keeps the original's timestamps; ``join_segments`` moves the whole output."""
+        return None
+
+    @property
     def frame_info(self) -> VideoInfo:
         return self._like
 
@@ -286,6 +291,8 @@ def join_segments(
                 out = av.open(str(output), mode="w", options=muxer_options(output, passthrough))
             except (av.error.FFmpegError, ValueError, OSError) as e:
                 raise MediaError(f"cannot write {label}: {getattr(e, 'strerror', None) or e}") from None
+            start = source.start_time
+            rebase_start(out, None if start is None else start / av.time_base)  # as translate's sink does
             try:
                 out_video = out.add_stream_from_template(template)
                 out_video.time_base = time_base

@@ -102,6 +102,30 @@ def muxer_options(path: Path | str, passthrough: Passthrough) -> dict[str, str]:
     return {}
 
 
+KEEPS_CLOCK = frozenset({"mpegts"})  # broadcast timing: a TS output keeps the clock its input came with
+
+
+def rebase_start(container: Any, start: float | None) -> float:
+    """Have ``container`` (an output not yet started) move every timestamp back by the input's ``start``
+    (seconds) when its format expects them from zero, as FFmpeg's own command does: every format but
+    MPEG-TS, which keeps the input's clock (a TS that starts at 10 h made a 10-hour MP4).  Returns the
+    seconds moved, 0 for none; libavformat's ``output_ts_offset`` moves every stream's packets alike."""
+    if start is None or start <= 0 or container.format.name in KEEPS_CLOCK:
+        return 0.0
+    container.container_options["output_ts_offset"] = f"{-start:.6f}"
+    return start
+
+
+def rebase_note(label: str, seconds: float, output: str) -> str | None:
+    """One line when an input's start of a second or more was taken off (less is a muxer's usual delay)."""
+    if seconds < 1:
+        return None
+    hours, rest = divmod(seconds, 3600)
+    clock = f"{int(hours):02d}:{int(rest // 60):02d}:{rest % 60:06.3f}"
+    return (f"{label} starts at {clock}: the timestamps of {output} start at zero, as its container expects "
+            "(every stream moved alike; a .ts output keeps the input's clock)")
+
+
 class Sink(Protocol):
     """Where translated frames go: a file, a network stream, a live page, or nowhere."""
 
@@ -132,7 +156,10 @@ class VideoFileSink:
         options: EncodeOptions | None = None,
         defaults: EncodeOptions | None = None,
         label: str = "",
+        rebase_from: float | None = None,
     ) -> None:
+        """``rebase_from``: the input's start time (seconds), taken off every timestamp where the output's
+        container expects them from zero (``rebase_start``; ``rebased`` says how much); None: kept."""
         passthrough = Passthrough() if passthrough is None else passthrough
         options = EncodeOptions() if options is None else options
         defaults = EncodeOptions() if defaults is None else defaults  # the job's own encoding (check_quality)
@@ -153,6 +180,7 @@ class VideoFileSink:
                                                               passthrough), **dict(options.container_options)})
         except (av.error.FFmpegError, ValueError, OSError) as e:
             raise MediaError(f"cannot write {label}: {getattr(e, 'strerror', None) or e}") from None
+        self.rebased = rebase_start(self.container, rebase_from)
         # A muxer that cannot hold a variable frame rate (AVI) writes 1 / its time base as the frame rate:
         # it gets the input's average rate, as FFmpeg gives it, and frames their index at that rate.
         constant = not self.container.format.flags & AVFMT_VARIABLE_FPS and bool(info.average_rate)

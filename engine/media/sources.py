@@ -78,6 +78,12 @@ class VideoFileSource:
         self._peeked = next(self._raw, None)
         return self._peeked[0] if self._peeked else None
 
+    @property
+    def start_time(self) -> float | None:
+        """The input's start (seconds): its earliest stream's first timestamp, None when unknown."""
+        start = self.container.start_time
+        return None if start is None else start / av.time_base
+
     @functools.cached_property
     def quarter_turns(self) -> int:
         """Counter-clockwise quarter turns that make the picture upright (from the display matrix)."""
