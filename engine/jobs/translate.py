@@ -153,7 +153,8 @@ def translate_video(
             backend.close()
     report = TranslateReport(output, stats.frames, stats.wall, backend.describe(), stats=stats)
     read_from = STDIN_NAME if from_stdin else str(input_path)
-    notes = (source.damage_report(), sink.timestamp_note(read_from), rebase_note(read_from, sink.rebased, label))
+    notes = (source.damage_report(), sink.timestamp_note(read_from), rebase_note(read_from, sink.rebased, label),
+             sink.hdr_note(read_from))
     report.warnings += [note for note in notes if note]
     report.warnings += source.notes()
     if preview and preview.pairs and preview_to:

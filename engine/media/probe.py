@@ -12,6 +12,7 @@ import av
 
 from cyclestream.engine.errors import MediaError, PermanentMediaError
 from cyclestream.engine.media.colour import ColourTags
+from cyclestream.engine.media.hdr import HdrMetadata
 from cyclestream.engine.media.passthrough import main_video_stream
 
 HEIF_SUFFIXES = frozenset({".heic", ".heif"})  # read and written through pillow-heif (the `heif` extra)
@@ -35,6 +36,7 @@ class VideoInfo:
     video_index: int = 0  # which of the container's video streams is translated (cover art is skipped)
     colour: ColourTags | None = None  # set by a source once it has decoded a frame
     sample_aspect_ratio: Fraction | None = None
+    hdr: HdrMetadata | None = None  # the first frame's mastering display / light level, set by a source
 
     @property
     def expected_frames(self) -> int:

@@ -192,6 +192,12 @@ class VideoFileSink:
             ctx = self.stream.codec_context
             ctx.time_base = self.time_base
             ctx.options = _codec_options(options, defaults)
+            self.hdr_lost = None  # HDR metadata the encoder cannot write (hdr_note)
+            if info.hdr is not None:
+                if (hdr_options := info.hdr.encoder_options(options.codec)) is None:
+                    self.hdr_lost = info.hdr
+                else:
+                    ctx.options = {**ctx.options, **hdr_options}
             if self.colour is not None:
                 self.colour.tag(ctx, pix_fmt)
             if info.sample_aspect_ratio:
@@ -245,6 +251,13 @@ class VideoFileSink:
         out.pts, out.time_base = self._pts(pts), self.time_base
         self._mux(self.stream.encode(out))
         self.frames_written += 1
+
+    def hdr_note(self, label: str) -> str | None:
+        if self.hdr_lost is None:
+            return None
+        codec = self.stream.codec_context.name
+        return (f"the HDR metadata of {label} ({self.hdr_lost.describe()}) is not kept: {codec} cannot write it "
+                "(--codec libx265 or libsvtav1 can)")
 
     def timestamp_note(self, label: str) -> str | None:
         if not self.repaired_timestamps:

@@ -18,6 +18,7 @@ from cyclestream.engine.errors import MediaError
 from cyclestream.engine.media.colour import ColourTags
 from cyclestream.engine.media.deinterlace import Deinterlace, Deinterlacer, wanted
 from cyclestream.engine.media.frame import VideoFrame
+from cyclestream.engine.media.hdr import HdrMetadata
 from cyclestream.engine.media.passthrough import Passthrough, is_attached_picture
 from cyclestream.engine.media.pipes import STDIN_NAME, is_stdio, open_stdin
 from cyclestream.engine.media.probe import VideoInfo, describe, open_input
@@ -111,7 +112,8 @@ class VideoFileSource:
             sar = 1 / sar
         width, height = self.frame_size
         return dataclasses.replace(self.info, width=width, height=height, colour=self.colour,
-                                   sample_aspect_ratio=sar if self._size is None else None)
+                                   sample_aspect_ratio=sar if self._size is None else None,
+                                   hdr=HdrMetadata.of_frame(self.first))  # fmt: skip
 
     def _image(self, frame: av.VideoFrame) -> np.ndarray:
         width, height = self.frame_size
