@@ -4,8 +4,8 @@ Reading gives upright RGB uint8 frames: the EXIF orientation is applied; 16-bit 
 scaled to 8 bits, not clipped; palette, greyscale and CMYK become RGB (CMYK and grey through their ICC
 profile when they have one); transparent pixels are composited onto white for the model, and the alpha
 channel is kept aside.  Writing puts back the alpha channel, the ICC profile, the EXIF (without its
-orientation: the pixels are upright now) and XMP, and for animations every frame with its duration and
-the loop count, in the formats that can hold them; :attr:`Picture.lost` and the
+orientation: the pixels are upright now), XMP and a PNG's gAMA and cHRM, and for animations every frame
+with its duration and the loop count, in the formats that can hold them; :attr:`Picture.lost` and the
 list :func:`write_picture` returns name in one line each what could not be kept.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +40,14 @@ ALPHA_FORMATS = frozenset({"GIF", "PNG", "WEBP", "TIFF", "AVIF"})  # formats tha
 METADATA: dict[str, frozenset[str]] = {  # what Pillow's writer for each format keeps (checked in the tests)
     "JPEG": frozenset({"icc_profile", "exif", "xmp"}),
     "WEBP": frozenset({"icc_profile", "exif", "xmp"}),
-    "PNG": frozenset({"icc_profile", "exif", "xmp"}),
+    "PNG": frozenset({"icc_profile", "exif", "xmp", "gamma", "chromaticity"}),
     "TIFF": frozenset({"icc_profile", "exif"}),
     "AVIF": frozenset({"icc_profile", "exif", "xmp"}),
 }
-METADATA_NAMES = {"icc_profile": "ICC profile", "exif": "EXIF", "xmp": "XMP"}
+METADATA_NAMES = {"icc_profile": "ICC profile", "exif": "EXIF", "xmp": "XMP", "gamma": "gAMA", "chromaticity": "cHRM"}
+# A PNG's gAMA and cHRM, which Pillow reads into info as floats (value / 100000) and does not write back from
+# info: kept as their chunk data (big-endian uint32 × 100000) and written as raw chunks
+PNG_CHUNKS = {"gamma": (b"gAMA", 1), "chromaticity": (b"cHRM", 8)}
 SAVE_OPTIONS: dict[str, dict[str, object]] = {
     "JPEG": {"quality": 95},
     "WEBP": {"quality": 95},
@@ -60,7 +64,8 @@ class Picture:
     frames: list[np.ndarray]
     durations: list[float] = field(default_factory=list)  # milliseconds per frame; empty for a still
     loop: int | None = None  # animations: 0 = forever, None = play once (GIF without a loop block)
-    metadata: dict[str, bytes] = field(default_factory=dict)  # icc_profile, exif (orientation removed), xmp
+    # icc_profile, exif (orientation removed), xmp; a PNG's gamma and chromaticity as gAMA/cHRM chunk data
+    metadata: dict[str, bytes] = field(default_factory=dict)
     alphas: list[np.ndarray] = field(default_factory=list)  # (H, W) uint8 per frame when it has transparency
     lost: list[str] = field(default_factory=list)  # what reading could not keep, one line each
 
@@ -122,7 +127,8 @@ def _colour_managed(image: Image.Image, lost: list[str]) -> Image.Image:
     space = _colour_space(icc)
     if space == "RGB":
         return image
-    info = {key: value for key, value in image.info.items() if key != "icc_profile"}
+    # gAMA/cHRM go too: they describe the encoding the pixels no longer have (and an iCCP overrides them)
+    info = {key: value for key, value in image.info.items() if key not in ("icc_profile", *PNG_CHUNKS)}
     try:
         converted = ImageCms.profileToProfile(image, io.BytesIO(icc), _SRGB, outputMode="RGB")
     except (ImageCms.PyCMSError, OSError, ValueError):
@@ -136,12 +142,22 @@ def _colour_managed(image: Image.Image, lost: list[str]) -> Image.Image:
     return converted
 
 
-def _metadata(image: Image.Image) -> dict[str, bytes]:
+def _png_chunk(value: object, count: int) -> bytes | None:
+    """gAMA/cHRM chunk data from Pillow's floats, or None for a value that is not ``count`` numbers."""
+    values = value if isinstance(value, tuple) else (value,)
+    if len(values) != count or not all(isinstance(v, (int, float)) and 0 <= v * 100000 < 2**32 for v in values):
+        return None
+    return struct.pack(f">{count}I", *(round(v * 100000) for v in values))
+
+
+def _metadata(image: Image.Image, fmt: str | None) -> dict[str, bytes]:
     found = {
         "icc_profile": image.info.get("icc_profile"),
         "exif": image.info.get("exif"),  # not getexif(): for a TIFF that is its own layout tags
         "xmp": image.info.get("xmp") or image.info.get("XML:com.adobe.xmp"),
     }
+    if fmt == "PNG":  # only a PNG's own chunks (Pillow's DDS reader also sets a "gamma" for sRGB formats)
+        found |= {key: _png_chunk(image.info.get(key), count) for key, (_, count) in PNG_CHUNKS.items()}
     return {key: value.encode() if isinstance(value, str) else value for key, value in found.items() if value}
 
 
@@ -172,7 +188,7 @@ def _read(image: Image.Image, size: tuple[int, int] | None, all_frames: bool) ->
         if not picture.frames:
             transparent = has_alpha(upright)
             upright = _colour_managed(upright, picture.lost)
-            picture.metadata = _metadata(upright)
+            picture.metadata = _metadata(upright, image.format)
         rgb = to_rgb(upright)  # the model sees transparent pixels on white; the alpha goes back unchanged
         alpha = upright.convert("RGBA").getchannel("A") if transparent else None
         if size is not None and rgb.size != size:
@@ -267,13 +283,16 @@ def _save_options(picture: Picture, fmt: str, images: list[Image.Image]) -> tupl
     options: dict[str, object] = dict(SAVE_OPTIONS.get(fmt, {}))
     kept = METADATA.get(fmt, frozenset())
     dropped = [METADATA_NAMES[key] for key in picture.metadata if key not in kept]
+    pnginfo = PngImagePlugin.PngInfo()
     for key in kept & picture.metadata.keys():
         if fmt == "PNG" and key == "xmp":
-            info = PngImagePlugin.PngInfo()
-            info.add_itxt("XML:com.adobe.xmp", picture.metadata[key].decode("utf-8", "replace"))
-            options["pnginfo"] = info
+            pnginfo.add_itxt("XML:com.adobe.xmp", picture.metadata[key].decode("utf-8", "replace"))
+        elif fmt == "PNG" and key in PNG_CHUNKS:
+            pnginfo.add(PNG_CHUNKS[key][0], picture.metadata[key])
         else:
             options[key] = picture.metadata[key]
+    if pnginfo.chunks:
+        options["pnginfo"] = pnginfo
     if picture.animated:
         options.update(save_all=True, append_images=images[1:])
         if len(picture.durations) == len(picture.frames):
