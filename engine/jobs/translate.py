@@ -154,7 +154,7 @@ def translate_video(
     report = TranslateReport(output, stats.frames, stats.wall, backend.describe(), stats=stats)
     read_from = STDIN_NAME if from_stdin else str(input_path)
     notes = (source.damage_report(), sink.timestamp_note(read_from), rebase_note(read_from, sink.rebased, label),
-             sink.hdr_note(read_from))
+             sink.hdr_note(read_from), sink.alpha_note(read_from, info))
     report.warnings += [note for note in notes if note]
     report.warnings += source.notes()
     if preview and preview.pairs and preview_to:

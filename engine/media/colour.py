@@ -10,6 +10,7 @@ be shown) comes out as it went in.  Untagged input is read the way players read 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -90,12 +91,26 @@ class ColourTags:
 
     def to_rgb(self, frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
         """(height, width, 3) uint8 RGB of a decoded frame, converted with these tags' matrix and range."""
+        return self._convert(frame, width, height, "rgb24")
+
+    def to_rgb_alpha(self, frame: av.VideoFrame, width: int, height: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """RGB as ``to_rgb``, and the (height, width) alpha of a frame that has one: its picture then
+        composited on white, as still images with transparency reach the model (None: no alpha)."""
+        if not has_alpha(frame.format.name):
+            return self.to_rgb(frame, width, height), None
+        rgba = self._convert(frame, width, height, "rgba")
+        alpha = np.ascontiguousarray(rgba[..., 3])
+        weight = alpha[..., None].astype(np.uint16)
+        rgb = (rgba[..., :3] * weight + 255 * (255 - weight) + 127) // 255  # straight alpha over white
+        return rgb.astype(np.uint8), alpha
+
+    def _convert(self, frame: av.VideoFrame, width: int, height: int, format: str) -> np.ndarray:
         if self.matrix == MATRIX_RGB:
-            return frame.to_ndarray(format="rgb24", width=width, height=height)
+            return frame.to_ndarray(format=format, width=width, height=height)
         return frame.reformat(
             width=width,
             height=height,
-            format="rgb24",
+            format=format,
             src_colorspace=self._sws_matrix(),
             src_color_range=self.range,
         ).to_ndarray()
@@ -108,12 +123,15 @@ class ColourTags:
             return self
         return replace(self, matrix=MATRIX_BT709 if is_hd(width, height) else MATRIX_SMPTE170M)
 
-    def from_rgb(self, image: np.ndarray, pix_fmt: str) -> av.VideoFrame:
-        """A frame of ``pix_fmt`` from RGB, encoded with these tags' matrix and range and tagged with
-        all four (call on ``for_encoding``'s result)."""
-        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+    def from_rgb(self, image: np.ndarray, pix_fmt: str, alpha: np.ndarray | None = None) -> av.VideoFrame:
+        """A frame of ``pix_fmt`` from RGB (and ``alpha``, for a ``pix_fmt`` that holds one), encoded with
+        these tags' matrix and range and tagged with all four (call on ``for_encoding``'s result)."""
+        if alpha is not None and has_alpha(pix_fmt):
+            rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.dstack([image, alpha])), format="rgba")
+        else:
+            rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         if is_rgb_format(pix_fmt):
-            out = rgb if pix_fmt == "rgb24" else rgb.reformat(format=pix_fmt)
+            out = rgb if pix_fmt == rgb.format.name else rgb.reformat(format=pix_fmt)
         else:
             out = rgb.reformat(format=pix_fmt, dst_colorspace=self._sws_matrix(), dst_color_range=self.range)
         self.tag(out, pix_fmt)
@@ -126,6 +144,15 @@ class ColourTags:
             target.color_range = self.range
         target.color_primaries = self.primaries
         target.color_trc = self.transfer
+
+
+@functools.lru_cache(maxsize=64)
+def has_alpha(pix_fmt: str) -> bool:
+    """Whether frames of ``pix_fmt`` (yuva420p, rgba, gbrap, ya8, ...) carry an alpha channel."""
+    try:
+        return any(c.is_alpha for c in av.VideoFormat(pix_fmt).components)
+    except (ValueError, av.error.FFmpegError):
+        return False
 
 
 def is_rgb_format(pix_fmt: str) -> bool:

@@ -24,6 +24,7 @@ class VideoFrame:
     side_packets: list[Any] = field(default_factory=list)
     captured_at: float = 0.0  # time.perf_counter() when the source produced it (latency statistics)
     warmup: bool = False  # translated (the stabiliser sees it) but not written: a segment's lead-in frames
+    alpha: np.ndarray | None = None  # (H, W) uint8 of a frame with transparency; ``image`` is it on white
 
     @property
     def time(self) -> float | None:

@@ -37,6 +37,7 @@ class VideoInfo:
     colour: ColourTags | None = None  # set by a source once it has decoded a frame
     sample_aspect_ratio: Fraction | None = None
     hdr: HdrMetadata | None = None  # the first frame's mastering display / light level, set by a source
+    alpha: bool = False  # the frames carry transparency (VideoFrame.alpha), set by a source
 
     @property
     def expected_frames(self) -> int:

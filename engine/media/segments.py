@@ -204,7 +204,7 @@ class SegmentSource(VideoFileSource):
             return
         raise MediaError(f"{self.path}: cannot find the keyframe {seg.describe()} starts at")
 
-    def _raw_frames(self) -> Iterator[tuple[av.VideoFrame, list[Any]]]:
+    def _decoded_frames(self) -> Iterator[tuple[av.VideoFrame, list[Any]]]:
         try:
             for packet in self._packets():
                 for frame in self._decode(packet):

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import av
+import numpy as np
 
 from cyclestream.engine.errors import MediaError, PermanentMediaError
-from cyclestream.engine.media.colour import ColourTags
+from cyclestream.engine.media.colour import ColourTags, has_alpha
 from cyclestream.engine.media.encode_options import EncodeOptions
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.passthrough import Passthrough, add_to, describe_stream
@@ -102,6 +103,15 @@ def muxer_options(path: Path | str, passthrough: Passthrough) -> dict[str, str]:
     return {}
 
 
+def _tag_alpha(stream: Any, alpha: bool) -> None:
+    """VP8/VP9 say their alpha in the container (``alpha_mode`` 1, which Matroska's muxer writes as AlphaMode);
+    a tag copied from an input with alpha is taken off an output without it."""
+    for key in [k for k in stream.metadata if k.lower() == "alpha_mode"]:
+        del stream.metadata[key]
+    if alpha and stream.codec_context.name in ("libvpx", "libvpx-vp9"):
+        stream.metadata["alpha_mode"] = "1"
+
+
 KEEPS_CLOCK = frozenset({"mpegts"})  # broadcast timing: a TS output keeps the clock its input came with
 
 
@@ -171,6 +181,8 @@ class VideoFileSink:
             log.warning("odd frame size %dx%d cannot be 4:2:0; encoding yuv444p", info.width, info.height)
             pix_fmt = "yuv444p"
         self.pix_fmt = pix_fmt
+        # transparency goes back where the encoder's pixel format holds it; else it is named (alpha_note)
+        self.keeps_alpha = info.alpha and has_alpha(pix_fmt)
         self.colour: ColourTags | None = info.colour.for_encoding(pix_fmt, info.width, info.height) \
             if info.colour else None
         try:
@@ -203,6 +215,7 @@ class VideoFileSink:
             if info.sample_aspect_ratio:
                 ctx.sample_aspect_ratio = info.sample_aspect_ratio
             self.side_streams = add_to(self.container, self.stream, passthrough, label)
+            _tag_alpha(self.stream, self.keeps_alpha)
             self.container.start_encoding()
         except (av.error.FFmpegError, ValueError) as e:
             self.container.close()
@@ -241,8 +254,11 @@ class VideoFileSink:
 
     def write(self, frame: TranslatedFrame) -> None:
         self.mux_side(frame.source.side_packets)
+        alpha = frame.source.alpha if self.keeps_alpha else None
         if self.colour is not None:
-            out = self.colour.from_rgb(frame.image, self.pix_fmt)
+            out = self.colour.from_rgb(frame.image, self.pix_fmt, alpha)
+        elif alpha is not None:
+            out = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.dstack([frame.image, alpha])), format="rgba")
         else:
             out = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
         pts = frame.source.pts
@@ -251,6 +267,13 @@ class VideoFileSink:
         out.pts, out.time_base = self._pts(pts), self.time_base
         self._mux(self.stream.encode(out))
         self.frames_written += 1
+
+    def alpha_note(self, label: str, info: VideoInfo) -> str | None:
+        if not info.alpha or self.keeps_alpha:
+            return None
+        return (f"the transparency of {label} is not kept: {self.stream.codec_context.name}/{self.pix_fmt} has no "
+                "alpha (the model saw it on white; --codec libvpx-vp9 --pix-fmt yuva420p in .webm/.mkv, or "
+                "--codec prores_ks --pix-fmt yuva444p10le in .mov, keep it)")
 
     def hdr_note(self, label: str) -> str | None:
         if self.hdr_lost is None:

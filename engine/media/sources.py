@@ -15,7 +15,7 @@ import av
 import numpy as np
 
 from cyclestream.engine.errors import MediaError
-from cyclestream.engine.media.colour import ColourTags
+from cyclestream.engine.media.colour import ColourTags, has_alpha
 from cyclestream.engine.media.deinterlace import Deinterlace, Deinterlacer, wanted
 from cyclestream.engine.media.frame import VideoFrame
 from cyclestream.engine.media.hdr import HdrMetadata
@@ -24,6 +24,24 @@ from cyclestream.engine.media.pipes import STDIN_NAME, is_stdio, open_stdin
 from cyclestream.engine.media.probe import VideoInfo, describe, open_input
 
 log = logging.getLogger("cyclestream")
+
+# VP8/VP9 keep alpha in a second bitstream (Matroska BlockAdditional, ``alpha_mode`` 1) that only libvpx's
+# decoders read; FFmpeg's own decoders give the colour alone.
+_ALPHA_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
+
+
+def decoder_for(stream: Any) -> Any:
+    """The codec context that decodes ``stream`` with its alpha, where the default one would drop it."""
+    name = _ALPHA_DECODERS.get(stream.codec_context.name)
+    if name is None or str(stream.metadata.get("alpha_mode", stream.metadata.get("ALPHA_MODE", ""))) != "1":
+        return stream.codec_context
+    try:
+        ctx = av.CodecContext.create(name, "r")
+    except (av.error.FFmpegError, ValueError):  # a PyAV without libvpx: the colour alone
+        return stream.codec_context
+    ctx.extradata = stream.codec_context.extradata
+    ctx.thread_type = "AUTO"
+    return ctx
 
 
 class VideoFileSource:
@@ -58,6 +76,7 @@ class VideoFileSource:
             raise
         self.video = self.container.streams.video[self.info.video_index]
         self.video.thread_type = "AUTO"  # frame + slice threads in the decoder
+        self._decoder = decoder_for(self.video)
         self._sample_aspect_ratio = self.video.sample_aspect_ratio  # read now: streams die with the container
         self.passthrough = Passthrough.of(self.container, self.video) if audio else Passthrough()
         self.decoded = 0
@@ -113,9 +132,10 @@ class VideoFileSource:
         width, height = self.frame_size
         return dataclasses.replace(self.info, width=width, height=height, colour=self.colour,
                                    sample_aspect_ratio=sar if self._size is None else None,
-                                   hdr=HdrMetadata.of_frame(self.first))  # fmt: skip
+                                   hdr=HdrMetadata.of_frame(self.first),
+                                   alpha=self.first is not None and has_alpha(self.first.format.name))  # fmt: skip
 
-    def _image(self, frame: av.VideoFrame) -> np.ndarray:
+    def _image(self, frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray | None]:
         width, height = self.frame_size
         turns = self.quarter_turns
         if turns % 2:
@@ -125,15 +145,20 @@ class VideoFileSource:
                 self.size_changes.append(f"{frame.width}x{frame.height} from frame {self.decoded}")
             self._coded_size = (frame.width, frame.height)
         tags = self.colour or ColourTags.of_frame(frame)
-        image = tags.to_rgb(frame, width, height)
-        return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+        image, alpha = tags.to_rgb_alpha(frame, width, height)
+        if turns:
+            image = np.ascontiguousarray(np.rot90(image, turns))
+            alpha = None if alpha is None else np.ascontiguousarray(np.rot90(alpha, turns))
+        return image, alpha
 
     def _frame(self, frame: av.VideoFrame, side: list[Any]) -> VideoFrame:
         pts = frame.pts
         if pts is None and self.info.average_rate:  # rare: raw streams without timestamps
             pts = round(self.decoded / self.info.average_rate / self.info.time_base)
+        image, alpha = self._image(frame)
         out = VideoFrame(
-            image=self._image(frame),
+            image=image,
+            alpha=alpha,
             pts=pts,
             time_base=self.info.time_base,
             index=self.decoded,
@@ -145,7 +170,7 @@ class VideoFileSource:
 
     def _decode(self, packet: Any | None) -> list[av.VideoFrame]:
         try:
-            return list(self.video.codec_context.decode(packet)) if packet is None else list(packet.decode())
+            return list(self._decoder.decode(packet))
         except av.error.FFmpegError:
             self.decode_errors += 1
             return []
