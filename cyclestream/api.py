@@ -7,7 +7,7 @@
 
 Every keyword option is a field of an options dataclass (``RunOptions``: backend, device, precision,
 batch_size, size, kernels; ``EncodeOptions``: codec, crf, preset, pix_fmt; ``TranslateOptions``: preview,
-temporal, progress; ``StreamOptions``: fps, realtime, max_latency, reconnect, read_timeout, duration, …),
+temporal, progress; ``StreamOptions``: fps, realtime, max_latency, reconnect_for, read_timeout, duration, …),
 given flat, and checked when given: a bad value raises ``OptionError`` naming the field.  The defaults
 are the command line's.  ``docs/api.md`` has runnable examples.
 """
@@ -63,7 +63,7 @@ def open_stream(source: str, model: PathLike | None = None, **options: Any) -> L
     """A live source (a camera such as ``/dev/video0``, ``udp://@:5000``, ``rtsp://…``, ``rtmp://…``,
     ``lavfi:testsrc2``, or a file) whose translated frames you iterate inside a ``with`` block: numpy
     (H, W, 3) uint8, the newest when your loop is slower than the model.  ``options``: any field of
-    StreamOptions or RunOptions (``duration``, ``fps``, ``size``, ``temporal``, ``reconnect``, …)."""
+    StreamOptions or RunOptions (``duration``, ``fps``, ``size``, ``temporal``, ``reconnect_for``, …)."""
     from cyclestream.engine.jobs.live_frames import LiveFrames
     from cyclestream.engine.jobs.options import StreamOptions
     from cyclestream.engine.options import from_keywords

@@ -99,7 +99,8 @@ class StreamOptions(Options):
     fps: float | None = option(None, above=0, help="at most this many frames per second (cameras: capture rate)")
     realtime: bool = option(False, help="play a FILE source at its native rate")
     max_latency: float = option(1.0, above=0, help="latency bound in seconds, capture to written")
-    reconnect: int = option(3, min=0, help="reopen a stalled network source N times")
+    reconnect_for: float = option(30.0, min=0, metavar="SECONDS", help="keep reconnecting a lost network source "
+                                  "this long (a camera or server rebooting); 0: end at the first loss")
     read_timeout: float = option(3.0, above=0, help="seconds without data that count as stalled")
     preview: str | None = option(None, metavar="[HOST]:PORT", help="serve a live MJPEG page, e.g. :8080")
     input_format: str | None = option(None, help="camera pixel format for V4L2, e.g. mjpeg or yuyv422")

@@ -65,6 +65,7 @@ class StreamReport:
     lost: int = 0  # frames the source sent that never decoded (gaps in its timestamps)
     fps_skipped: int = 0  # decoded frames --fps left out
     sink_lost: bool = False  # the sink failed mid-stream: ``end_reason`` says how
+    gaps: tuple[float, ...] = ()  # seconds without frames at each reconnection, kept as real time
 
     def summary(self) -> dict[str, Any]:
         """The counts add up: frames_sent = lost_before_decode + dropped + frames_out."""
@@ -87,6 +88,8 @@ class StreamReport:
             "max_latency_ms": round(self.max_latency * 1000),
             "stages": s["stages"],
             "wall_s": s["wall_s"],
+            "reconnects": len(self.gaps),
+            "reconnect_gaps_s": list(self.gaps),  # kept as real time in the output's timestamps
             "end_reason": self.end_reason,
         }
 
@@ -211,8 +214,8 @@ def connect_source(options: StreamOptions) -> tuple[LiveSource, bool]:
     """The source, reading in the background from now on, and whether it is a network source."""
     spec = parse_source(options.source, options.run.size, options.fps, options.input_format)
     source = LiveSource(
-        spec, size=options.run.size, fps=options.fps, realtime=options.realtime, reconnect=options.reconnect,
-        read_timeout=options.read_timeout,
+        spec, size=options.run.size, fps=options.fps, realtime=options.realtime,
+        reconnect_for=options.reconnect_for, read_timeout=options.read_timeout,
     )
     return source, spec.kind == "network"
 
@@ -313,6 +316,7 @@ def _run_job(
         source.lost,
         source.fps_skipped,
         bool(sink_error),
+        tuple(source.gaps),
     )
 
 

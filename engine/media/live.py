@@ -7,8 +7,10 @@ onto one continuous clock (time base 1/90000) that starts at the first frame; ea
 anchored where its first frame arrives, so output timestamps stay monotonic and in wall-clock step
 with the input across drops and reconnects.  Bursty sources (HLS, DASH, HTTP) are released at their
 own timestamps, and a file played as fast as it decodes loses no frame.  A source that stalls (no
-data for ``read_timeout`` seconds) or dies is reopened with back-off up to ``reconnect`` times; then
-the stream ends like a file does, and ``end_reason`` says why.  ``stop()`` ends reading within a
+data for ``read_timeout`` seconds) or dies is reopened, with a back-off of at most ``BACK_OFF[1]`` s, for
+up to ``reconnect_for`` seconds after it was lost (long enough for a camera or media server to
+reboot); then the stream ends like a file does, and ``end_reason`` says why.  Each reconnection's gap
+is kept as real time in the timestamps and listed in ``gaps``.  ``stop()`` ends reading within a
 fraction of a second in every state (opening, reading, back-off): the consumer never waits on a
 blocked read.
 """
@@ -107,6 +109,7 @@ def parse_source(
 
 BUFFER_BYTES = 256 << 20  # frames waiting for the pipeline (while the backend is prepared): at most this much
 BUFFER_FRAMES = (2, 120)  # ... and between this many frames
+BACK_OFF = (0.25, 2.0)  # the first wait between reconnection attempts, doubled each time up to the second
 
 
 class LiveSource:
@@ -119,7 +122,7 @@ class LiveSource:
         size: tuple[int, int] | None = None,
         fps: float | None = None,
         realtime: bool = False,
-        reconnect: int = 3,
+        reconnect_for: float = 30.0,
         read_timeout: float = 3.0,
         open_timeout: float = 10.0,
     ) -> None:
@@ -130,7 +133,8 @@ class LiveSource:
         # A file played as fast as it decodes loses no frame: the pipeline waits for the model (the file
         # policy); everything else drops frames only when the model falls behind the source's own rate.
         self.every_frame = spec.kind == "file" and not realtime
-        self.reconnect, self.read_timeout = reconnect, read_timeout
+        self.reconnect_for, self.read_timeout = reconnect_for, read_timeout
+        self.gaps: list[float] = []  # seconds without frames at each reconnection (kept as real time)
         self.open_timeout = max(open_timeout, read_timeout)
         self.end_reason: str | None = None
         self.captured = 0  # frames handed on (after --fps)
@@ -205,10 +209,14 @@ class LiveSource:
 
     # ------------------------------------------------------------------ the reader thread
 
-    def _connect(self, back_off: float) -> LiveConnection:
-        """Connect, waiting for data up to open_timeout the first time, else a stall plus the back-off:
-        listening through the back-off, not sleeping, so a sender that returns meanwhile is not missed."""
-        wait = self.read_timeout + back_off if self._ready.is_set() else self.open_timeout
+    def _connect(self, back_off: float, lost_at: float | None) -> LiveConnection:
+        """Connect, waiting for data up to open_timeout the first time, else a stall plus the back-off
+        (never past ``reconnect_for``): listening through the back-off, not sleeping, so a sender that
+        returns meanwhile is not missed."""
+        wait = self.open_timeout
+        if self._ready.is_set():
+            left = self.reconnect_for - (time.monotonic() - lost_at) if lost_at is not None else self.reconnect_for
+            wait = max(1.0, min(self.read_timeout + back_off, left))
         open_timeout, read_timeout = (wait, self.read_timeout) if self.spec.is_live else (None, None)
         spec = self.spec
         container = open_live(spec.url, spec.options, format=spec.format, stop=self._stop, open_timeout=open_timeout,
@@ -282,10 +290,12 @@ class LiveSource:
     def _read_all(self) -> None:
         clock = self._clock
         attempt, back_off = 0, 0.0
+        lost_at: float | None = None  # when the source was lost (monotonic); None while connected
+        last_frame = 0.0  # when the last frame arrived (monotonic)
         while not self._stop.is_set():
             t0 = time.monotonic()
             try:
-                connection = self._connect(back_off)
+                connection = self._connect(back_off, lost_at)
             except PermanentMediaError as e:  # asking again cannot change it: end now, in one line
                 self.end_reason = str(e)
                 return
@@ -304,7 +314,9 @@ class LiveSource:
                             self._first_frame(av_frame, connection)
                             if not self._reads_ahead and not self._wait_for_consumer():
                                 return
-                        attempt = 0
+                        if lost_at is not None:
+                            self._reconnected(time.monotonic() - last_frame)
+                        attempt, lost_at, last_frame = 0, None, time.monotonic()
                         self._note_size(av_frame)
                         frame = clock.stamp(av_frame, self.size, self.captured, self.colour)  # type: ignore[arg-type]
                         if frame is None:
@@ -323,13 +335,27 @@ class LiveSource:
             if not self.spec.is_live:
                 self.end_reason = None if self.end_reason == "end of stream" else self.end_reason
                 return
-            if attempt >= self.reconnect or self._stop.is_set():
+            now = time.monotonic()
+            if lost_at is None:
+                lost_at = now
+            left = self.reconnect_for - (now - lost_at)
+            if self._stop.is_set() or left <= 0:
+                if attempt:
+                    self.end_reason = f"{self.end_reason}; gave up after reconnecting for {self.reconnect_for:g} s"
                 return
-            back_off = min(8.0, 0.5 * 2**attempt)
+            back_off = min(BACK_OFF[1], BACK_OFF[0] * 2**attempt, left)
             attempt += 1
-            log.warning(
-                "source %s: %s; reconnecting (%d/%d)", self.spec.url, self.end_reason, attempt, self.reconnect
-            )
+            if attempt == 1:
+                log.warning("source %s: %s; reconnecting for up to %g s", self.spec.url, self.end_reason,
+                            self.reconnect_for)
+            else:
+                log.info("source %s: %s; still reconnecting (attempt %d, %.0f s left)", self.spec.url,
+                         self.end_reason, attempt, left)
+
+    def _reconnected(self, gap: float) -> None:
+        self.gaps.append(round(gap, 3))
+        log.warning("source %s is back after %.1f s without frames: the gap is kept as real time in the output's "
+                    "timestamps", self.spec.url, gap)
 
 
 JUMP_SECONDS = 10.0  # source time that steps back, or forward by more than this, starts a new run of time

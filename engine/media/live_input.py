@@ -8,8 +8,11 @@ packets the decoder rejects, are skipped and counted rather than treated as erro
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,7 +66,39 @@ def open_live(
             if not _interrupted(e):
                 raise
             if time.monotonic() >= deadline:
+                if sliced and datagrams_arrive(url):
+                    raise MediaError(
+                        f"data arrives at {url}, but none of it read as a video stream for {open_timeout:g} s "
+                        "(expected MPEG-TS or RTP from the sender)"
+                    ) from None
                 raise MediaError(f"no data from {url} for {open_timeout:g} s") from None
+
+
+def datagrams_arrive(url: str, wait: float = 0.5) -> bool:
+    """Whether datagrams reach the local port a ``udp://``/``rtp://`` source listens on (within ``wait``
+    seconds): told apart, a sender of something FFmpeg cannot read from silence.  Unicast only."""
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").strip("@")
+    try:
+        if host and ipaddress.ip_address(host).is_multicast:
+            return False
+        port = parts.port
+    except ValueError:  # a host name, or a malformed port: nothing to tell
+        return False
+    if not port:
+        return False
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        s.settimeout(wait)
+        try:
+            return bool(s.recv(1 << 16))
+        except OSError:  # the timeout included
+            return False
 
 
 class LiveConnection:

@@ -25,7 +25,7 @@ from tests.cli.test_bad_input import only_file_is, run_cli
         (["stream", "--source", "s", "--fps", "-5"], "argument --fps: must be a number greater than 0, got -5"),
         (["stream", "--source", "s", "--fps", "inf"], "argument --fps: must be a number greater than 0, got inf"),
         (["stream", "--source", "s", "--max-latency", "0"], "argument --max-latency: must be a number greater than 0"),
-        (["stream", "--source", "s", "--reconnect", "-1"], "argument --reconnect: must be at least 0, got -1"),
+        (["stream", "--source", "s", "--reconnect-for", "-1"], "argument --reconnect-for: must be at least 0, got"),
         (["stream", "--source", "s", "--read-timeout", "0"], "argument --read-timeout: must be a number greater than"),
         (["stream", "--source", "s", "--crf", "64"], "argument --crf: must be between 0 and 63, got 64"),
         (["bench", "pipeline", "--input", "a", "--frames", "0"], "argument --frames: must be at least 1, got 0"),
@@ -48,7 +48,7 @@ def test_out_of_range_numbers_are_refused_when_parsing(
     [
         (["translate", "a", "b", "--crf", "63"], "crf", 63),
         (["translate", "a", "b", "--crf", "0"], "crf", 0),
-        (["stream", "--source", "s", "--reconnect", "0"], "reconnect", 0),
+        (["stream", "--source", "s", "--reconnect-for", "0"], "reconnect_for", 0),
         (["stream", "--source", "s", "--duration", "0.5"], "duration", 0.5),
         (["bench", "pipeline", "--input", "a", "--frames", "1"], "frames", 1),
     ],

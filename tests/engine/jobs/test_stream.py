@@ -54,7 +54,7 @@ def test_udp_stream_to_file_and_sender_killed_mid_stream(tiny_model: Path, tmp_p
                 sink=str(out),
                 model=tiny_model,
                 read_timeout=1.5,
-                reconnect=0,
+                reconnect_for=0,
                 stats_interval=0,
                 max_latency=2.0,
             )

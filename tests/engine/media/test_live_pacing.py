@@ -112,7 +112,7 @@ def test_hls_in_bursts_is_paced_by_its_timestamps(tiny_model: Path, tmp_path: Pa
             model=tiny_model,
             temporal="off",
             stats_interval=0,
-            reconnect=0,
+            reconnect_for=0,
             max_latency=5.0,
         )
     )

@@ -98,8 +98,8 @@ def test_sender_started_after_the_receiver_with_its_only_keyframe(tiny_model: Pa
     connection and reading on another loses it, and then nothing can ever be decoded."""
     port = free_port()
     thread, result = run_in_thread(
-        StreamOptions(temporal="off", source=f"udp://127.0.0.1:{port}", model=tiny_model, read_timeout=1.0, reconnect=0,
-                      stats_interval=0, max_latency=5.0)
+        StreamOptions(temporal="off", source=f"udp://127.0.0.1:{port}", model=tiny_model, read_timeout=1.0,
+                      reconnect_for=0, stats_interval=0, max_latency=5.0)
     )
     sender = None
     try:
@@ -124,7 +124,7 @@ def test_sender_started_before_the_receiver_is_joined_at_its_next_keyframe(tiny_
         time.sleep(2.0)  # the sender is well past its first keyframe
         report = run_stream(
             StreamOptions(source=f"udp://127.0.0.1:{port}", sink=str(out), model=tiny_model, read_timeout=1.0,
-                          temporal="off", reconnect=0, stats_interval=0, max_latency=5.0)
+                          temporal="off", reconnect_for=0, stats_interval=0, max_latency=5.0)
         )
     finally:
         stop(sender)
@@ -140,7 +140,7 @@ def test_sender_that_stops_and_restarts_is_reconnected(tiny_model: Path, tmp_pat
     out = tmp_path / "reconnected.mkv"
     thread, result = run_in_thread(
         StreamOptions(source=f"udp://127.0.0.1:{port}", sink=str(out), model=tiny_model, read_timeout=1.0,
-                      temporal="off", reconnect=3, stats_interval=0, max_latency=5.0)
+                      temporal="off", reconnect_for=3, stats_interval=0, max_latency=5.0)
     )
     senders: list[subprocess.Popen[bytes]] = []
     try:
@@ -180,7 +180,7 @@ def test_srt_sender(tiny_model: Path) -> None:
     try:
         time.sleep(1.0)
         report = run_stream(StreamOptions(source=f"srt://127.0.0.1:{port}?mode=caller", model=tiny_model,
-                                          temporal="off", read_timeout=1.0, reconnect=0, stats_interval=0,
+                                          temporal="off", read_timeout=1.0, reconnect_for=0, stats_interval=0,
                                           max_latency=5.0))
     finally:
         stop(sender)
@@ -193,7 +193,7 @@ def test_rtmp_sender_to_a_listening_receiver(tiny_model: Path) -> None:
     port = free_port(socket.SOCK_STREAM)
     url = f"rtmp://127.0.0.1:{port}/live/test"
     thread, result = run_in_thread(
-        StreamOptions(source=url + "?listen", model=tiny_model, read_timeout=1.0, reconnect=0, stats_interval=0,
+        StreamOptions(source=url + "?listen", model=tiny_model, read_timeout=1.0, reconnect_for=0, stats_interval=0,
                       temporal="off", max_latency=5.0)
     )
     sender = None
@@ -296,12 +296,12 @@ def test_ctrl_c_during_reconnect_back_off_ends_at_once_with_a_playable_file(
     port = free_port()
     out = tmp_path / "cut.mp4"
     cli.append(Cli("--model", str(tiny_model), "--source", f"udp://127.0.0.1:{port}", "--sink", str(out),
-                   "--read-timeout", "1", "--reconnect", "5"))
+                   "--read-timeout", "1", "--reconnect-for", "20"))
     cli[0].wait_for("waiting for udp://")
     sender = start_sender(udp_url(port), seconds=2, fps=25)
     try:
         sender.wait(timeout=30)
-        cli[0].wait_for("reconnecting (2/5)", timeout=20)  # the second attempt (2 s) is under way
+        cli[0].wait_for("still reconnecting (attempt 3", timeout=20)  # the third attempt is under way
         rc, elapsed, stdout, stderr = cli[0].signal_and_wait(signal.SIGINT, within=1.0)
     finally:
         stop(sender)
