@@ -36,6 +36,7 @@ from cyclestream.engine.backends.shared import SharedBackend
 from cyclestream.engine.checkpoint import LoadedModel, load_model
 from cyclestream.engine.errors import CycleStreamError
 from cyclestream.engine.serve.access import TOKEN_PARAMETER, Access, is_loopback, server_names
+from cyclestream.engine.serve.candidates import candidates_on
 from cyclestream.engine.serve.options import ServeOptions
 from cyclestream.engine.signals import Terminated
 from cyclestream.engine.temporal import make_stabiliser
@@ -167,8 +168,11 @@ def run_serve(
         log.info("model: %.0f ms a frame at %dx%d", 1000 * _time_one_frame(backend, width, height), width, height)
         shared = SharedBackend(backend, streams=1)
         name = Path(str(options.model)).name
-        app = asyncio.run(_serve(options, sock, ssl_context, shared, url, access, name, model, serve_app, on_ready,
-                                 stop, signals))
+        with candidates_on(sock.getsockname()[0]) as addresses:
+            if not is_loopback(sock.getsockname()[0]):
+                log.info("WebRTC media is offered on %s", ", ".join(addresses) or "no address (no interface is up)")
+            app = asyncio.run(_serve(options, sock, ssl_context, shared, url, access, name, model, serve_app,
+                                     on_ready, stop, signals))
         report = ServeReport(url, app.served, app.refused, shared.calls, shared.frames)
     finally:
         if shared is not None:

@@ -177,6 +177,48 @@ def test_routes_are_fixed_and_offers_are_checked(tiny_model: Path) -> None:
         assert status(server)["clients"] == 0
 
 
+def _answer_candidates(server: Served) -> list[str]:
+    """The addresses of the ICE candidates in the server's answer to an ordinary aiortc offer."""
+    from aiortc import RTCPeerConnection
+
+    async def offer() -> str:
+        pc = RTCPeerConnection()
+        pc.addTransceiver("video", direction="sendrecv")
+        pc.createDataChannel("stats")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp
+        await pc.close()
+        return sdp
+
+    sdp = asyncio.run(offer())
+    code, answer = post(server, "offer", json.dumps({"sdp": sdp, "type": "offer"}).encode())
+    assert code == 200, answer
+    return [line.split()[4] for line in answer["sdp"].splitlines() if line.startswith("a=candidate:")]
+
+
+def test_a_server_on_loopback_offers_only_loopback_candidates(tiny_model: Path) -> None:
+    """aiortc would offer every interface of the machine (LAN, VPN, containers) to a page served on
+    127.0.0.1 and take media on them; the answer names 127.0.0.1 alone."""
+    with serving(tiny_model) as server:
+        addresses = _answer_candidates(server)
+    assert addresses and set(addresses) == {"127.0.0.1"}, addresses
+
+
+def test_the_offered_addresses_follow_the_bound_one() -> None:
+    import aioice.ice
+
+    from cyclestream.engine.serve.candidates import candidates_on, offered
+
+    assert offered("127.0.0.1") == ["127.0.0.1"] and offered("::1") == ["::1"]
+    assert offered("192.0.2.7") == ["192.0.2.7"]
+    assert offered("0.0.0.0") == aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True)
+    own = aioice.ice.get_host_addresses
+    with candidates_on("127.0.0.1"):
+        assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1"]
+        assert aioice.ice.get_host_addresses(use_ipv4=False, use_ipv6=True) == []
+    assert aioice.ice.get_host_addresses is own
+
+
 # ----------------------------------------------------------------------------- a real WebRTC client
 
 
