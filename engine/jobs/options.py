@@ -102,6 +102,7 @@ class StreamOptions(Options):
     reconnect_for: float = option(30.0, min=0, metavar="SECONDS", help="keep reconnecting a lost network source "
                                   "this long (a camera or server rebooting); 0: end at the first loss")
     read_timeout: float = option(3.0, above=0, help="seconds without data that count as stalled")
+    audio: bool = option(True, help="audio passed through from the source (copied beside the video)")
     preview: str | None = option(None, metavar="[HOST]:PORT", help="serve a live MJPEG page, e.g. :8080")
     input_format: str | None = option(None, help="camera pixel format for V4L2, e.g. mjpeg or yuyv422")
     duration: float | None = option(None, above=0, help="stop after this many seconds")

@@ -35,16 +35,16 @@ from cyclestream.engine.backends.base import Backend
 from cyclestream.engine.backends.options import prepare_backend
 from cyclestream.engine.backends.shared import SharedBackend
 from cyclestream.engine.checkpoint import load_model
-from cyclestream.engine.errors import CycleStreamError
+from cyclestream.engine.errors import CycleStreamError, first_line
 from cyclestream.engine.jobs.live_target import follow_stdin
 from cyclestream.engine.jobs.options import StreamOptions
 from cyclestream.engine.media.frame import TranslatedFrame
-from cyclestream.engine.media.live import LiveSource, parse_source
+from cyclestream.engine.media.live import LIVE_TIME_BASE, LiveSource, parse_source
 from cyclestream.engine.media.live_input import SourceStopped
-from cyclestream.engine.media.live_output import open_live_sink, recording_options
+from cyclestream.engine.media.live_output import NullSink, holds_audio, open_live_sink, recording_options
 from cyclestream.engine.media.preview_server import PreviewServer, parse_listen
 from cyclestream.engine.media.probe import VideoInfo
-from cyclestream.engine.media.sinks import check_video_codec
+from cyclestream.engine.media.sinks import VideoFileSink, check_video_codec
 from cyclestream.engine.pipeline import FILE_POLICY, LIVE_POLICY, Pipeline
 from cyclestream.engine.stats import PipelineStats
 from cyclestream.engine.temporal import make_stabiliser
@@ -66,6 +66,7 @@ class StreamReport:
     fps_skipped: int = 0  # decoded frames --fps left out
     sink_lost: bool = False  # the sink failed mid-stream: ``end_reason`` says how
     gaps: tuple[float, ...] = ()  # seconds without frames at each reconnection, kept as real time
+    audio: dict[str, Any] | None = None  # the source's audio: its codec and what was copied
 
     def summary(self) -> dict[str, Any]:
         """The counts add up: frames_sent = lost_before_decode + dropped + frames_out."""
@@ -88,6 +89,7 @@ class StreamReport:
             "max_latency_ms": round(self.max_latency * 1000),
             "stages": s["stages"],
             "wall_s": s["wall_s"],
+            "audio": self.audio,
             "reconnects": len(self.gaps),
             "reconnect_gaps_s": list(self.gaps),  # kept as real time in the output's timestamps
             "end_reason": self.end_reason,
@@ -216,6 +218,7 @@ def connect_source(options: StreamOptions) -> tuple[LiveSource, bool]:
     source = LiveSource(
         spec, size=options.run.size, fps=options.fps, realtime=options.realtime,
         reconnect_for=options.reconnect_for, read_timeout=options.read_timeout,
+        audio=options.audio and options.sink != "null",  # audio goes nowhere else: a null sink reads none
     )
     return source, spec.kind == "network"
 
@@ -249,20 +252,23 @@ def _run_job(
     preview = PreviewServer(*parse_listen(options.preview)) if options.preview else None
     late = 0
     origin: int | None = None  # the first written frame's time: every recording starts near 0
+    audio = _AudioCopy(source)
     sink_error: list[str] = []
     timer = threading.Timer(options.duration, source.stop) if options.duration else None
     try:
-        with open_live_sink(options.sink, info, options.encode) as sink:
+        with open_live_sink(options.sink, info, options.encode, audio=source.audio_stream) as sink:
+            audio.sink = sink
 
             def write(frame: TranslatedFrame) -> None:
                 nonlocal late, origin
                 if stabilise is not None:
                     frame = TranslatedFrame(stabilise(frame.source.image, frame.image), frame.source)
                 if origin is None:
-                    origin = frame.source.pts or 0
+                    origin = audio.origin = frame.source.pts or 0
                 source_frame = dataclasses.replace(frame.source, pts=(frame.source.pts or 0) - origin)
                 frame = TranslatedFrame(frame.image, source_frame)
                 try:
+                    audio.write_until(frame.source.pts or 0)  # the audio up to this frame, then the frame
                     sink.write(frame)
                 except CycleStreamError:
                     raise
@@ -284,6 +290,7 @@ def _run_job(
                 timer.start()
             try:
                 stats = pipeline.run(source.frames(), write)
+                audio.finish()
             finally:
                 printer.stop()
     except _SinkLost:
@@ -317,7 +324,55 @@ def _run_job(
         source.fps_skipped,
         bool(sink_error),
         tuple(source.gaps),
+        audio.report(),
     )
+
+
+class _AudioCopy:
+    """A live source's audio into the sink, on the translated video's clock: packets are written up to
+    each video frame's time as that frame is written, so the audio keeps the video's delay."""
+
+    TAIL = 9000  # at the end, audio up to 0.1 s past the last frame
+
+    def __init__(self, source: LiveSource) -> None:
+        self.source = source
+        self.sink: NullSink | VideoFileSink | None = None
+        self.origin: int | None = None  # the first written frame's time, taken off every packet
+        self.written = self.late = 0
+        self._last = -1  # the last audio packet written
+        self._video = -1  # the last video frame's time
+
+    def write_until(self, pts: int) -> None:
+        self._video = max(self._video, pts)
+        template = self.source.audio_stream
+        if template is None or self.sink is None or self.origin is None:
+            return
+        for ticks, packet in self.source.audio_until(pts + self.origin):
+            out = ticks - self.origin
+            if out < 0 or out <= self._last:  # before the recording began, or out of order
+                self.late += 1
+                continue
+            try:
+                self.sink.write_packet(template, packet, out, LIVE_TIME_BASE)
+            except Exception as e:  # the muxer refused the audio: the video goes on without it, named once
+                log.warning("the audio of %s cannot be written (%s): the rest of the recording has none",
+                            self.source.spec.url, first_line(e))
+                self.source.audio_stream = None
+                return
+            self._last = out
+            self.written += 1
+
+    def finish(self) -> None:
+        if self._video >= 0:
+            self.write_until(self._video + self.TAIL)
+
+    def report(self) -> dict[str, Any] | None:
+        template = self.source.audio_stream
+        if template is None:
+            return None
+        held = self.sink is not None and holds_audio(self.sink)
+        return {"codec": template.codec_context.name, "copied": held, "packets_read": self.source.audio_read,
+                "packets_written": self.written, "packets_dropped": self.source.audio_dropped + self.late}
 
 
 def run_stream(options: StreamOptions, on_ready: Callable[[PreviewServer | None], None] | None = None) -> StreamReport:

@@ -18,6 +18,7 @@ blocked read.
 from __future__ import annotations
 
 import collections
+import io
 import logging
 import statistics
 import threading
@@ -26,14 +27,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 
 from cyclestream.engine.channel import Channel, Stopped
 from cyclestream.engine.errors import MediaError, PermanentMediaError
+from cyclestream.engine.media.aac import config_from_adts, raw_frame
 from cyclestream.engine.media.colour import ColourTags
 from cyclestream.engine.media.frame import VideoFrame
-from cyclestream.engine.media.live_input import LiveConnection, SourceStopped, open_live
+from cyclestream.engine.media.live_input import LiveConnection, SourceStopped, datagrams_arrive, open_live
 from cyclestream.engine.media.probe import VideoInfo
 
 log = logging.getLogger("cyclestream")
@@ -109,6 +112,7 @@ def parse_source(
 
 BUFFER_BYTES = 256 << 20  # frames waiting for the pipeline (while the backend is prepared): at most this much
 BUFFER_FRAMES = (2, 120)  # ... and between this many frames
+AUDIO_PACKETS = 4000  # audio waiting for its video to be written: at most this many packets (~80 s of AAC)
 BACK_OFF = (0.25, 2.0)  # the first wait between reconnection attempts, doubled each time up to the second
 
 
@@ -125,6 +129,7 @@ class LiveSource:
         reconnect_for: float = 30.0,
         read_timeout: float = 3.0,
         open_timeout: float = 10.0,
+        audio: bool = True,
     ) -> None:
         self.spec, self.size, self.fps = spec, size, fps
         # Files (with --realtime), FFmpeg test sources and bursty network sources (HLS, DASH, HTTP) are
@@ -146,6 +151,19 @@ class LiveSource:
         self.buffer_dropped = 0
         self.info: VideoInfo | None = None
         self.colour: ColourTags | None = None
+        self.audio = audio
+        # The source's audio, read with the video: ``audio_stream`` describes it (a copy of its codec
+        # parameters, valid across reconnections), and its packets wait, on the output clock, until the
+        # video they go with is written (``audio_until``).
+        self.audio_stream: Any | None = None
+        self._audio_holder: Any | None = None
+        self._audio: collections.deque[tuple[int, av.Packet]] = collections.deque()
+        self._early_audio: list[tuple[float, av.Packet]] = []  # read before this run's first video frame
+        self._audio_next: float | None = None  # where the next audio packet starts, if it has no pts
+        self._raw_aac = False  # ADTS AAC is kept as raw frames (its config built from the first header)
+        self._config_wait: float | None = None  # waiting for the audio's first packet (its config) until then
+        self.audio_read = 0
+        self.audio_dropped = 0  # packets that waited too long (the buffer full) or changed codec
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._consuming = threading.Event()  # frames() was called: the pipeline is running
@@ -193,6 +211,13 @@ class LiveSource:
                 return
             yield frame
 
+    def audio_until(self, pts: int) -> list[tuple[int, av.Packet]]:
+        """The audio packets (with their times on the output clock) up to ``pts``, oldest first."""
+        out = []
+        while self._audio and self._audio[0][0] <= pts:
+            out.append(self._audio.popleft())
+        return out
+
     def stop(self) -> None:
         """Stop reading and reconnecting; ``frames()`` ends within 0.1 s.  Safe from a signal handler."""
         self._stop.set()
@@ -221,7 +246,8 @@ class LiveSource:
         spec = self.spec
         container = open_live(spec.url, spec.options, format=spec.format, stop=self._stop, open_timeout=open_timeout,
                               read_timeout=read_timeout, sliced=spec.open_in_slices)
-        return LiveConnection(container, self.spec.url, wait_for_keyframe=self.spec.kind == "network")
+        return LiveConnection(container, self.spec.url, wait_for_keyframe=self.spec.kind == "network",
+                              on_audio=self._on_audio if self.audio else None)
 
     def _first_frame(self, frame: av.VideoFrame, connection: LiveConnection) -> None:
         self.size = self.size or (frame.width, frame.height)  # every later (re)connection keeps this size
@@ -238,6 +264,15 @@ class LiveSource:
             audio_streams=0,
             colour=self.colour,
         )
+        if connection.audio is not None:
+            self._audio_holder = av.open(io.BytesIO(), "w", format="matroska")  # never written: it owns a copy
+            self.audio_stream = self._audio_holder.add_stream_from_template(connection.audio)
+            ctx = self.audio_stream.codec_context
+            if ctx.name == "aac" and not ctx.extradata:  # ADTS (MPEG-TS) has no config: its first header is one
+                if self._early_audio:
+                    self._configure_audio(bytes(self._early_audio[0][1]))
+                elif self._reads_ahead:  # ready once the first audio packet (or a second of video) is read
+                    self._config_wait = time.monotonic() + 1.0
         frame_bytes = 3 * self.size[0] * self.size[1]
         capacity = min(BUFFER_FRAMES[1], max(BUFFER_FRAMES[0], BUFFER_BYTES // frame_bytes))
 
@@ -246,7 +281,8 @@ class LiveSource:
 
         # A file played as fast as it decodes waits for the consumer; everything live drops its oldest frame.
         self._buffer = Channel(capacity, self.spec.is_live or self.paced, self._stop, dropped)
-        self._ready.set()
+        if self._config_wait is None:
+            self._ready.set()
 
     def _read(self) -> None:
         try:
@@ -259,6 +295,7 @@ class LiveSource:
         finally:
             if self._buffer is not None:
                 self._buffer.close()
+                self._ready.set()  # a stream that ended while its audio's config was awaited
 
     @property
     def _reads_ahead(self) -> bool:
@@ -306,6 +343,8 @@ class LiveSource:
                     return
             else:
                 clock.restart()
+                self.audio_dropped += len(self._early_audio)  # a connection that never showed a frame
+                self._early_audio = []
                 try:
                     for av_frame in connection.frames():
                         if self._stop.is_set():
@@ -319,6 +358,10 @@ class LiveSource:
                         attempt, lost_at, last_frame = 0, None, time.monotonic()
                         self._note_size(av_frame)
                         frame = clock.stamp(av_frame, self.size, self.captured, self.colour)  # type: ignore[arg-type]
+                        if self._early_audio:
+                            self._audio_clocked()
+                        if self._config_wait is not None and time.monotonic() > self._config_wait:
+                            self._audio_configured()  # no audio came with the video: the sink opens without
                         if frame is None:
                             self.fps_skipped += 1
                             continue
@@ -340,6 +383,7 @@ class LiveSource:
                 lost_at = now
             left = self.reconnect_for - (now - lost_at)
             if self._stop.is_set() or left <= 0:
+                self._name_unreadable_data()
                 if attempt:
                     self.end_reason = f"{self.end_reason}; gave up after reconnecting for {self.reconnect_for:g} s"
                 return
@@ -351,6 +395,93 @@ class LiveSource:
             else:
                 log.info("source %s: %s; still reconnecting (attempt %d, %.0f s left)", self.spec.url,
                          self.end_reason, attempt, left)
+
+    def _on_audio(self, packet: av.Packet) -> None:
+        """An audio packet as it is read, put on the output clock of the video read with it; packets read
+        before the video's first frame (the decoder's delay) wait for it.  Packets after the codec
+        changed are not kept."""
+        if self.audio_stream is not None and packet.stream.codec_context.name != self.audio_stream.codec_context.name:
+            self.audio_dropped += 1
+            return
+        t_src = self._audio_time(packet)
+        if t_src is None:
+            self.audio_dropped += 1
+            return
+        self.audio_read += 1
+        if self._config_wait is not None and self.audio_stream is not None:
+            self._configure_audio(bytes(packet))
+            self._audio_configured()
+        if self._clock.offset is None or self.audio_stream is None:
+            if len(self._early_audio) >= AUDIO_PACKETS:
+                self._early_audio.pop(0)
+                self.audio_dropped += 1
+            self._early_audio.append((t_src, packet))
+            return
+        self._keep_audio(t_src, packet)
+
+    def _audio_time(self, packet: av.Packet) -> float | None:
+        """A packet's source time: its pts, or (MPEG-TS sends one per PES, the frames after the first have
+        none) the time after the packet before it."""
+        if packet.pts is not None:
+            t_src = float(packet.pts * packet.time_base)
+        elif self._audio_next is None:
+            return None
+        else:
+            t_src = self._audio_next
+        ctx = packet.stream.codec_context
+        if packet.duration:
+            length = float(packet.duration * packet.time_base)
+        else:
+            length = (ctx.frame_size or 1024) / ctx.sample_rate if ctx.sample_rate else 0.0
+        self._audio_next = t_src + length
+        return t_src
+
+    def _configure_audio(self, first: bytes) -> None:
+        """ADTS AAC: the config from its first header, and from now on frames without their headers."""
+        assert self.audio_stream is not None
+        config = config_from_adts(first)
+        if config is not None:
+            self.audio_stream.codec_context.extradata = config
+            self._raw_aac = True
+
+    def _keep_audio(self, t_src: float, packet: av.Packet) -> None:
+        ticks = self._clock.output_ticks(t_src)
+        assert ticks is not None
+        if self._raw_aac:
+            raw = raw_frame(bytes(packet))
+            if raw is None:
+                self.audio_dropped += 1
+                return
+            packet = av.Packet(raw)
+            packet.is_keyframe = True
+        if len(self._audio) >= AUDIO_PACKETS:
+            self._audio.popleft()
+            self.audio_dropped += 1
+        self._audio.append((ticks, packet))
+
+    def _audio_configured(self) -> None:
+        self._config_wait = None
+        self._ready.set()
+
+    def _audio_clocked(self) -> None:
+        """The video's first frame of this run is stamped: the audio read before it goes on its clock."""
+        early, self._early_audio = self._early_audio, []
+        if self.audio_stream is None:
+            self.audio_dropped += len(early)
+            return
+        for t_src, packet in early:
+            self._keep_audio(t_src, packet)
+
+    def _name_unreadable_data(self) -> None:
+        """Giving up on a silent UDP/RTP source: if datagrams do arrive, say that they are not a stream.
+        (Asked only now: listening on the port meanwhile would take a returning sender's first packets.)"""
+        reason = self.end_reason or ""
+        if self._stop.is_set() or not self.spec.open_in_slices or not reason.startswith("no data from"):
+            return
+        if datagrams_arrive(self.spec.url):
+            waited = reason.rsplit(" for ", 1)[-1]
+            self.end_reason = (f"data arrives at {self.spec.url}, but none of it read as a video stream for {waited} "
+                               "(expected MPEG-TS or RTP from the sender)")
 
     def _reconnected(self, gap: float) -> None:
         self.gaps.append(round(gap, 3))
@@ -388,6 +519,10 @@ class _CaptureClock:
         self.release: float | None = None  # pacing: a frame is due at source seconds + release (perf_counter)
         self.last_src: float | None = None
         self.next_due = 0.0
+
+    def output_ticks(self, t_src: float) -> int | None:
+        """Source time on the output clock (LIVE_TIME_BASE ticks); None before this run's first frame."""
+        return None if self.offset is None else round((t_src + self.offset) / LIVE_TIME_BASE)
 
     def _count_gap(self, step: float) -> None:
         """A step well over the usual one (the median of the recent steps) means frames were lost."""

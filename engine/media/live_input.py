@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import av
@@ -66,11 +66,6 @@ def open_live(
             if not _interrupted(e):
                 raise
             if time.monotonic() >= deadline:
-                if sliced and datagrams_arrive(url):
-                    raise MediaError(
-                        f"data arrives at {url}, but none of it read as a video stream for {open_timeout:g} s "
-                        "(expected MPEG-TS or RTP from the sender)"
-                    ) from None
                 raise MediaError(f"no data from {url} for {open_timeout:g} s") from None
 
 
@@ -102,9 +97,16 @@ def datagrams_arrive(url: str, wait: float = 0.5) -> bool:
 
 
 class LiveConnection:
-    """The first video stream of one open input, decoded from its first decodable keyframe."""
+    """The first video stream of one open input, decoded from its first decodable keyframe; with
+    ``on_audio``, the packets of its first audio stream are handed to it as they are read."""
 
-    def __init__(self, container: Any, url: str, wait_for_keyframe: bool = True) -> None:
+    def __init__(
+        self,
+        container: Any,
+        url: str,
+        wait_for_keyframe: bool = True,
+        on_audio: Callable[[av.Packet], None] | None = None,
+    ) -> None:
         self.container, self.url = container, url
         if not container.streams.video:
             container.close()
@@ -119,6 +121,8 @@ class LiveConnection:
         self.corrupt = 0  # packets the decoder rejected after that
         self.decoded = 0
         self.end_reason: str | None = None
+        self.audio = container.streams.audio[0] if on_audio is not None and container.streams.audio else None
+        self.on_audio = on_audio
 
     @property
     def average_rate(self) -> float | None:
@@ -128,7 +132,7 @@ class LiveConnection:
     def frames(self) -> Iterator[av.VideoFrame]:
         """Decoded frames until the input ends or stalls; ``end_reason`` then says which."""
         started = not self.wait_for_keyframe  # a keyframe was fed to the decoder
-        packets = self.container.demux(self.video)
+        packets = self.container.demux(*(s for s in (self.video, self.audio) if s is not None))
         while True:
             try:
                 packet = next(packets)
@@ -141,6 +145,10 @@ class LiveConnection:
             except av.error.FFmpegError as e:
                 self.end_reason = e.strerror or str(e)
                 return
+            if packet.stream.type == "audio":
+                if packet.size and self.on_audio is not None:  # with no pts too: the frames of a PES after its first
+                    self.on_audio(packet)
+                continue
             if packet.size and not started and not packet.is_keyframe:
                 self.skipped += 1
                 continue

@@ -7,13 +7,16 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from cyclestream.engine.errors import CycleStreamError
 from cyclestream.engine.media.encode_options import LIVE_ENCODE, EncodeOptions
 from cyclestream.engine.media.frame import TranslatedFrame
+from cyclestream.engine.media.passthrough import Passthrough
 from cyclestream.engine.media.probe import VideoInfo
-from cyclestream.engine.media.sinks import Sink, VideoFileSink
+from cyclestream.engine.media.sinks import VideoFileSink
 
 log = logging.getLogger("cyclestream")
 
@@ -32,6 +35,9 @@ class NullSink:
     """``--sink null``: frames are counted by the pipeline and dropped."""
 
     def write(self, frame: TranslatedFrame) -> None:
+        pass
+
+    def write_packet(self, template: Any, packet: Any, pts: int, time_base: Fraction) -> None:
         pass
 
     def close(self) -> None:
@@ -74,8 +80,13 @@ def recording_options(target: Path, encode: EncodeOptions) -> tuple[EncodeOption
 
 
 @contextlib.contextmanager
-def open_live_sink(target: str, info: VideoInfo, encode: EncodeOptions) -> Iterator[Sink]:
-    """The sink for ``--sink``: null, a network URL, or a recording written under its final name."""
+def open_live_sink(
+    target: str, info: VideoInfo, encode: EncodeOptions, audio: Any | None = None
+) -> Iterator[NullSink | VideoFileSink]:
+    """The sink for ``--sink``: null, a network URL, or a recording written under its final name.
+    ``audio``: the source's audio stream, copied beside the video where the output holds its codec
+    (its packets through ``write_packet``); else named in one line and dropped."""
+    passthrough = Passthrough(streams=[audio] if audio is not None else [])
     if target == "null":
         yield NullSink()
         return
@@ -87,12 +98,12 @@ def open_live_sink(target: str, info: VideoInfo, encode: EncodeOptions) -> Itera
         if fmt is None:
             raise CycleStreamError(f"unsupported sink scheme {scheme}:// (udp, srt, tcp, rtp, rtmp, rtsp)")
         sink = VideoFileSink(target, info, options=dataclasses.replace(encode, container_format=fmt),
-                             defaults=LIVE_ENCODE)
+                             defaults=LIVE_ENCODE, passthrough=passthrough)
     else:
         path = Path(target)
         encode, description = recording_options(path, encode)
         path.parent.mkdir(parents=True, exist_ok=True)
-        sink = VideoFileSink(path, info, options=encode, defaults=LIVE_ENCODE)
+        sink = VideoFileSink(path, info, options=encode, defaults=LIVE_ENCODE, passthrough=passthrough)
         log.info("recording to %s (%s: playable even if interrupted)", path, description)
     try:
         yield sink
@@ -102,3 +113,7 @@ def open_live_sink(target: str, info: VideoInfo, encode: EncodeOptions) -> Itera
             e.add_note(f"{target} keeps the {sink.frames_written} frames recorded so far")
         raise
     sink.close()
+
+
+def holds_audio(sink: NullSink | VideoFileSink) -> bool:
+    return isinstance(sink, VideoFileSink) and bool(sink.side_streams)

@@ -168,6 +168,8 @@ def add_to(output: Any, video: Any, passthrough: Passthrough, label: str) -> dic
         except (av.error.FFmpegError, ValueError, TypeError):
             dropped.append(describe_stream(stream))
             continue
+        if stream.type == "audio" and stream.codec_context.extradata and not copy.codec_context.extradata:
+            copy.codec_context.extradata = stream.codec_context.extradata  # built for a live source's ADTS AAC
         copy.metadata.update(kept_tags(dict(stream.metadata)))
         copy.disposition = stream.disposition
         mapping[stream.index] = copy

@@ -245,6 +245,17 @@ class VideoFileSink:
                 packet.stream = stream
                 self.container.mux(packet)
 
+    def write_packet(self, template: Any, packet: Any, pts: int, time_base: Fraction) -> None:
+        """A packet of the passthrough stream ``template``, stamped anew (a live source's audio on the
+        output clock); nothing when the output does not hold that stream."""
+        stream = self.side_streams.get(template.index)
+        if stream is None:
+            return
+        packet.stream = stream
+        packet.time_base = time_base
+        packet.pts = packet.dts = pts
+        self.container.mux(packet)
+
     def _pts(self, pts: int | None) -> int | None:
         if pts is not None and self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
