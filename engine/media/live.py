@@ -36,7 +36,7 @@ from cyclestream.engine.errors import MediaError, PermanentMediaError
 from cyclestream.engine.media.aac import config_from_adts, raw_frame
 from cyclestream.engine.media.colour import ColourTags
 from cyclestream.engine.media.frame import VideoFrame
-from cyclestream.engine.media.live_input import LiveConnection, SourceStopped, datagrams_arrive, open_live
+from cyclestream.engine.media.live_input import LiveConnection, NoData, SourceStopped, datagrams_arrive, open_live
 from cyclestream.engine.media.probe import VideoInfo
 
 log = logging.getLogger("cyclestream")
@@ -331,6 +331,7 @@ class LiveSource:
         last_frame = 0.0  # when the last frame arrived (monotonic)
         while not self._stop.is_set():
             t0 = time.monotonic()
+            silent: NoData | None = None  # this attempt heard nothing FFmpeg could open
             try:
                 connection = self._connect(back_off, lost_at)
             except PermanentMediaError as e:  # asking again cannot change it: end now, in one line
@@ -338,6 +339,7 @@ class LiveSource:
                 return
             except MediaError as e:
                 self.end_reason = str(e)
+                silent = e if isinstance(e, NoData) else None
                 # A refused connection waits out the back-off; a listening one already spent it listening.
                 if self._stop.wait(max(0.0, back_off - (time.monotonic() - t0))):
                     return
@@ -383,7 +385,8 @@ class LiveSource:
                 lost_at = now
             left = self.reconnect_for - (now - lost_at)
             if self._stop.is_set() or left <= 0:
-                self._name_unreadable_data()
+                if silent is not None and not self._stop.is_set():
+                    self._name_unreadable_data(silent)
                 if attempt:
                     self.end_reason = f"{self.end_reason}; gave up after reconnecting for {self.reconnect_for:g} s"
                 return
@@ -472,16 +475,12 @@ class LiveSource:
         for t_src, packet in early:
             self._keep_audio(t_src, packet)
 
-    def _name_unreadable_data(self) -> None:
+    def _name_unreadable_data(self, silent: NoData) -> None:
         """Giving up on a silent UDP/RTP source: if datagrams do arrive, say that they are not a stream.
         (Asked only now: listening on the port meanwhile would take a returning sender's first packets.)"""
-        reason = self.end_reason or ""
-        if self._stop.is_set() or not self.spec.open_in_slices or not reason.startswith("no data from"):
-            return
-        if datagrams_arrive(self.spec.url):
-            waited = reason.rsplit(" for ", 1)[-1]
-            self.end_reason = (f"data arrives at {self.spec.url}, but none of it read as a video stream for {waited} "
-                               "(expected MPEG-TS or RTP from the sender)")
+        if self.spec.open_in_slices and datagrams_arrive(self.spec.url):
+            self.end_reason = (f"data arrives at {self.spec.url}, but none of it read as a video stream for "
+                               f"{silent.seconds:g} s (expected MPEG-TS or RTP from the sender)")
 
     def _reconnected(self, gap: float) -> None:
         self.gaps.append(round(gap, 3))

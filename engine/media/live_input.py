@@ -26,6 +26,14 @@ from cyclestream.engine.media.probe import open_input
 OPEN_SLICE = 1.0
 
 
+class NoData(MediaError):
+    """A live input that sent nothing FFmpeg could open for the whole wait (``seconds``)."""
+
+    def __init__(self, url: str, seconds: float) -> None:
+        super().__init__(f"no data from {url} for {seconds:g} s")
+        self.seconds = seconds
+
+
 class SourceStopped(CycleStreamError):
     """The job was stopped (Ctrl-C, SIGTERM, --duration) while waiting on the source."""
 
@@ -66,7 +74,7 @@ def open_live(
             if not _interrupted(e):
                 raise
             if time.monotonic() >= deadline:
-                raise MediaError(f"no data from {url} for {open_timeout:g} s") from None
+                raise NoData(url, open_timeout) from None
 
 
 def datagrams_arrive(url: str, wait: float = 0.5) -> bool:
