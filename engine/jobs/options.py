@@ -17,6 +17,7 @@ TEMPORAL_HELP = ("steady video: on (= blend: a motion-aware running average wher
                  "scene cuts), flow (the same along optical flow; needs OpenCV), off (every frame on its own)")
 RUN_HELP = "model execution"
 ENCODE_HELP = "video output"
+ReconnectGap = Literal["real-time", "closed"]
 
 
 def temporal_option() -> Any:
@@ -101,6 +102,9 @@ class StreamOptions(Options):
     max_latency: float = option(1.0, above=0, help="latency bound in seconds, capture to written")
     reconnect_for: float = option(30.0, min=0, metavar="SECONDS", help="keep reconnecting a lost network source "
                                   "this long (a camera or server rebooting); 0: end at the first loss")
+    reconnect_gap: ReconnectGap = option("real-time", help="a reconnection's gap in the recording's timestamps: "
+                                         "real-time (kept: the recording follows the clock) or closed (the "
+                                         "first frame after it follows the last one before it)")
     read_timeout: float = option(3.0, above=0, help="seconds without data that count as stalled")
     audio: bool = option(True, help="audio passed through from the source (copied beside the video)")
     preview: str | None = option(None, metavar="[HOST]:PORT", help="serve a live MJPEG page, e.g. :8080")

@@ -41,7 +41,7 @@ from cyclestream.engine.jobs.options import StreamOptions
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.live import LIVE_TIME_BASE, LiveSource, parse_source
 from cyclestream.engine.media.live_input import SourceStopped
-from cyclestream.engine.media.live_output import NullSink, holds_audio, open_live_sink, recording_options
+from cyclestream.engine.media.live_output import NullSink, audio_written_as, open_live_sink, recording_options
 from cyclestream.engine.media.preview_server import PreviewServer, parse_listen
 from cyclestream.engine.media.probe import VideoInfo
 from cyclestream.engine.media.sinks import VideoFileSink, check_video_codec
@@ -62,10 +62,11 @@ class StreamReport:
     max_latency: float
     skipped_packets: int = 0  # before the first decodable keyframe (of each connection)
     corrupt_packets: int = 0  # rejected by the decoder
-    lost: int = 0  # frames the source sent that never decoded (gaps in its timestamps)
+    lost: int = 0  # frames the source sent that never decoded (timestamp gaps, frames before a keyframe)
     fps_skipped: int = 0  # decoded frames --fps left out
     sink_lost: bool = False  # the sink failed mid-stream: ``end_reason`` says how
-    gaps: tuple[float, ...] = ()  # seconds without frames at each reconnection, kept as real time
+    gaps: tuple[float, ...] = ()  # seconds without frames at each reconnection
+    gap_policy: str = "real-time"  # --reconnect-gap: how the gaps are kept in the timestamps
     audio: dict[str, Any] | None = None  # the source's audio: its codec and what was copied
 
     def summary(self) -> dict[str, Any]:
@@ -91,7 +92,8 @@ class StreamReport:
             "wall_s": s["wall_s"],
             "audio": self.audio,
             "reconnects": len(self.gaps),
-            "reconnect_gaps_s": list(self.gaps),  # kept as real time in the output's timestamps
+            "reconnect_gaps_s": list(self.gaps),
+            "reconnect_gap": self.gap_policy,  # each gap kept as real time in the timestamps, or closed up
             "end_reason": self.end_reason,
         }
 
@@ -219,6 +221,7 @@ def connect_source(options: StreamOptions) -> tuple[LiveSource, bool]:
         spec, size=options.run.size, fps=options.fps, realtime=options.realtime,
         reconnect_for=options.reconnect_for, read_timeout=options.read_timeout,
         audio=options.audio and options.sink != "null",  # audio goes nowhere else: a null sink reads none
+        close_gaps=options.reconnect_gap == "closed",
     )
     return source, spec.kind == "network"
 
@@ -324,6 +327,7 @@ def _run_job(
         source.fps_skipped,
         bool(sink_error),
         tuple(source.gaps),
+        options.reconnect_gap,
         audio.report(),
     )
 
@@ -370,8 +374,9 @@ class _AudioCopy:
         template = self.source.audio_stream
         if template is None:
             return None
-        held = self.sink is not None and holds_audio(self.sink)
-        return {"codec": template.codec_context.name, "copied": held, "packets_read": self.source.audio_read,
+        written = audio_written_as(self.sink, template) if self.sink is not None else None
+        return {"codec": template.codec_context.name, "copied": written == "copied",
+                "encoded_as": None if written == "copied" else written, "packets_read": self.source.audio_read,
                 "packets_written": self.written, "packets_dropped": self.source.audio_dropped + self.late}
 
 

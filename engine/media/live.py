@@ -10,9 +10,9 @@ own timestamps, and a file played as fast as it decodes loses no frame.  A sourc
 data for ``read_timeout`` seconds) or dies is reopened, with a back-off of at most ``BACK_OFF[1]`` s, for
 up to ``reconnect_for`` seconds after it was lost (long enough for a camera or media server to
 reboot); then the stream ends like a file does, and ``end_reason`` says why.  Each reconnection's gap
-is kept as real time in the timestamps and listed in ``gaps``.  ``stop()`` ends reading within a
-fraction of a second in every state (opening, reading, back-off): the consumer never waits on a
-blocked read.
+is kept as real time in the timestamps, or closed up (``close_gaps``), and listed in ``gaps``.
+``stop()`` ends reading within a fraction of a second in every state (opening, reading, back-off):
+the consumer never waits on a blocked read.
 """
 
 from __future__ import annotations
@@ -36,7 +36,14 @@ from cyclestream.engine.errors import MediaError, PermanentMediaError
 from cyclestream.engine.media.aac import config_from_adts, raw_frame
 from cyclestream.engine.media.colour import ColourTags
 from cyclestream.engine.media.frame import VideoFrame
-from cyclestream.engine.media.live_input import LiveConnection, NoData, SourceStopped, datagrams_arrive, open_live
+from cyclestream.engine.media.live_input import (
+    LiveConnection,
+    NoData,
+    SourceStopped,
+    datagrams_arrive,
+    not_a_stream,
+    open_live,
+)
 from cyclestream.engine.media.probe import VideoInfo
 
 log = logging.getLogger("cyclestream")
@@ -113,6 +120,7 @@ def parse_source(
 BUFFER_BYTES = 256 << 20  # frames waiting for the pipeline (while the backend is prepared): at most this much
 BUFFER_FRAMES = (2, 120)  # ... and between this many frames
 AUDIO_PACKETS = 4000  # audio waiting for its video to be written: at most this many packets (~80 s of AAC)
+CONFIG_WAIT = 1.0  # seconds of video read while waiting for ADTS AAC's first packet (its config)
 BACK_OFF = (0.25, 2.0)  # the first wait between reconnection attempts, doubled each time up to the second
 
 
@@ -130,6 +138,7 @@ class LiveSource:
         read_timeout: float = 3.0,
         open_timeout: float = 10.0,
         audio: bool = True,
+        close_gaps: bool = False,
     ) -> None:
         self.spec, self.size, self.fps = spec, size, fps
         # Files (with --realtime), FFmpeg test sources and bursty network sources (HLS, DASH, HTTP) are
@@ -139,7 +148,8 @@ class LiveSource:
         # policy); everything else drops frames only when the model falls behind the source's own rate.
         self.every_frame = spec.kind == "file" and not realtime
         self.reconnect_for, self.read_timeout = reconnect_for, read_timeout
-        self.gaps: list[float] = []  # seconds without frames at each reconnection (kept as real time)
+        self.gaps: list[float] = []  # seconds without frames at each reconnection
+        self.close_gaps = close_gaps  # ... closed up in the timestamps, not kept as real time
         self.open_timeout = max(open_timeout, read_timeout)
         self.end_reason: str | None = None
         self.captured = 0  # frames handed on (after --fps)
@@ -147,6 +157,7 @@ class LiveSource:
         self.size_changes = 0
         self._last_size: tuple[int, int] | None = None  # the size the source sent last
         self.skipped = 0  # packets before a connection's first decodable keyframe
+        self.lost_first = 0  # frames sent before each connection's first decoded one (skipped or lost)
         self.corrupt = 0  # packets the decoder rejected
         self.buffer_dropped = 0
         self.info: VideoInfo | None = None
@@ -162,24 +173,26 @@ class LiveSource:
         self._audio_next: float | None = None  # where the next audio packet starts, if it has no pts
         self._raw_aac = False  # ADTS AAC is kept as raw frames (its config built from the first header)
         self._config_wait: float | None = None  # waiting for the audio's first packet (its config) until then
+        self._capacity = BUFFER_FRAMES[1]  # the buffer's size in frames, once the first frame fixed it
         self.audio_read = 0
         self.audio_dropped = 0  # packets that waited too long (the buffer full) or changed codec
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._consuming = threading.Event()  # frames() was called: the pipeline is running
         self._buffer: Channel[VideoFrame] | None = None
-        self._clock = _CaptureClock(fps, self.paced, self._stop)
+        self._clock = _CaptureClock(fps, self.paced, self._stop, close_gaps=close_gaps)
         self._thread = threading.Thread(target=self._read, name="cyclestream-source", daemon=True)
         self._thread.start()
 
     @property
     def lost(self) -> int:
-        """Frames the source sent that never decoded: gaps in its timestamps (lost or corrupt packets)."""
-        return self._clock.lost
+        """Frames the source sent that never decoded: gaps in its timestamps (lost or corrupt packets), and
+        frames before each connection's first decodable keyframe (its own keyframe lost, or joined mid-GOP)."""
+        return self._clock.lost + self.lost_first
 
     @property
     def sent(self) -> int:
-        """Frames the source sent from the first decoded one on: lost + skipped by --fps + handed on."""
+        """Frames the source sent that arrived: lost + skipped by --fps + handed on."""
         return self.lost + self.fps_skipped + self.captured
 
     # ------------------------------------------------------------------ the consumer's side
@@ -265,16 +278,16 @@ class LiveSource:
             colour=self.colour,
         )
         if connection.audio is not None:
-            self._audio_holder = av.open(io.BytesIO(), "w", format="matroska")  # never written: it owns a copy
-            self.audio_stream = self._audio_holder.add_stream_from_template(connection.audio)
+            self._hold_audio(connection.audio)
+        if self.audio_stream is not None:
             ctx = self.audio_stream.codec_context
             if ctx.name == "aac" and not ctx.extradata:  # ADTS (MPEG-TS) has no config: its first header is one
                 if self._early_audio:
                     self._configure_audio(bytes(self._early_audio[0][1]))
-                elif self._reads_ahead:  # ready once the first audio packet (or a second of video) is read
-                    self._config_wait = time.monotonic() + 1.0
+                else:  # ready once the first audio packet (or a second of video, or a full buffer) is read
+                    self._config_wait = time.monotonic() + CONFIG_WAIT
         frame_bytes = 3 * self.size[0] * self.size[1]
-        capacity = min(BUFFER_FRAMES[1], max(BUFFER_FRAMES[0], BUFFER_BYTES // frame_bytes))
+        capacity = self._capacity = min(BUFFER_FRAMES[1], max(BUFFER_FRAMES[0], BUFFER_BYTES // frame_bytes))
 
         def dropped(_: object) -> None:
             self.buffer_dropped += 1
@@ -283,6 +296,16 @@ class LiveSource:
         self._buffer = Channel(capacity, self.spec.is_live or self.paced, self._stop, dropped)
         if self._config_wait is None:
             self._ready.set()
+
+    def _hold_audio(self, stream: Any) -> None:
+        """A copy of the audio stream's codec parameters, owned by a container that is never written (NUT
+        takes every codec, G.711 included)."""
+        self._audio_holder = av.open(io.BytesIO(), "w", format="nut")
+        try:
+            self.audio_stream = self._audio_holder.add_stream_from_template(stream)
+        except (av.error.FFmpegError, ValueError) as e:
+            log.warning("the audio of %s (%s) cannot be kept (%s): the recording has none", self.spec.url,
+                        stream.codec_context.name, e)
 
     def _read(self) -> None:
         try:
@@ -328,7 +351,7 @@ class LiveSource:
         clock = self._clock
         attempt, back_off = 0, 0.0
         lost_at: float | None = None  # when the source was lost (monotonic); None while connected
-        last_frame = 0.0  # when the last frame arrived (monotonic)
+        waited = False  # a source read on demand has waited for the consumer
         while not self._stop.is_set():
             t0 = time.monotonic()
             silent: NoData | None = None  # this attempt heard nothing FFmpeg could open
@@ -353,16 +376,21 @@ class LiveSource:
                             return
                         if self._buffer is None:
                             self._first_frame(av_frame, connection)
-                            if not self._reads_ahead and not self._wait_for_consumer():
+                        if not waited and self._config_wait is None and not self._reads_ahead:
+                            if not self._wait_for_consumer():  # generated on demand: read when it is wanted
                                 return
+                            waited = True
                         if lost_at is not None:
-                            self._reconnected(time.monotonic() - last_frame)
-                        attempt, lost_at, last_frame = 0, None, time.monotonic()
+                            self._reconnected(clock.since_last())
+                        if connection.decoded == 1:  # its first frame: what came before it never decoded
+                            self.lost_first += connection.frames_before(av_frame)
+                        attempt, lost_at = 0, None
                         self._note_size(av_frame)
                         frame = clock.stamp(av_frame, self.size, self.captured, self.colour)  # type: ignore[arg-type]
                         if self._early_audio:
                             self._audio_clocked()
-                        if self._config_wait is not None and time.monotonic() > self._config_wait:
+                        if self._config_wait is not None and (time.monotonic() > self._config_wait
+                                                              or self.captured + 1 >= self._capacity):
                             self._audio_configured()  # no audio came with the video: the sink opens without
                         if frame is None:
                             self.fps_skipped += 1
@@ -479,13 +507,13 @@ class LiveSource:
         """Giving up on a silent UDP/RTP source: if datagrams do arrive, say that they are not a stream.
         (Asked only now: listening on the port meanwhile would take a returning sender's first packets.)"""
         if self.spec.open_in_slices and datagrams_arrive(self.spec.url):
-            self.end_reason = (f"data arrives at {self.spec.url}, but none of it read as a video stream for "
-                               f"{silent.seconds:g} s (expected MPEG-TS or RTP from the sender)")
+            self.end_reason = not_a_stream(self.spec.url, silent.seconds)
 
     def _reconnected(self, gap: float) -> None:
         self.gaps.append(round(gap, 3))
-        log.warning("source %s is back after %.1f s without frames: the gap is kept as real time in the output's "
-                    "timestamps", self.spec.url, gap)
+        kept = "closed up in (the next frame follows the last)" if self.close_gaps else "kept as real time in"
+        log.warning("source %s is back after %.1f s without frames: the gap is %s the output's timestamps",
+                    self.spec.url, gap, kept)
 
 
 JUMP_SECONDS = 10.0  # source time that steps back, or forward by more than this, starts a new run of time
@@ -496,19 +524,23 @@ class _CaptureClock:
 
     Each frame's time is its source timestamp (PTS), mapped onto the output clock: the first frame is 0,
     and each run of continuous source time (a connection; a timestamp jump) is anchored where its first
-    frame arrives, so a reconnection's gap is kept as real time.  The moment a read returned never
-    stamps a frame (only a frame with no timestamp at all).  Paced sources (test sources, real-time
+    frame arrives, so a reconnection's gap is kept as real time (or, with ``close_gaps``, right after the
+    last frame, one usual step on).  The moment a read returned never stamps a frame (only a frame with
+    no timestamp at all).  Paced sources (test sources, real-time
     files, bursty network sources) are released at their own timestamps; a late frame shifts the pacing
     rather than releasing a burst.  ``--fps`` keeps at most ``fps`` frames per second of source time.
     Frames missing between two decoded ones (a timestamp step that spans several usual steps) are ``lost``.
     """
 
-    def __init__(self, fps: float | None, paced: bool, stop: threading.Event | None = None) -> None:
-        self.fps, self.paced = fps, paced
+    def __init__(
+        self, fps: float | None, paced: bool, stop: threading.Event | None = None, *, close_gaps: bool = False
+    ) -> None:
+        self.fps, self.paced, self.close_gaps = fps, paced, close_gaps
         self.stop = stop or threading.Event()
         self.origin: float | None = None  # perf_counter of the first frame: output time 0
         self.last_pts = -1
         self.lost = 0
+        self.closed = 0.0  # seconds of gaps closed up: the output clock is this much behind real time
         self.steps: collections.deque[float] = collections.deque(maxlen=31)  # recent source-time steps (s)
         self.restart()
 
@@ -518,6 +550,13 @@ class _CaptureClock:
         self.release: float | None = None  # pacing: a frame is due at source seconds + release (perf_counter)
         self.last_src: float | None = None
         self.next_due = 0.0
+
+    def since_last(self) -> float:
+        """Seconds from the last frame's time on the output clock to now: a gap measured by the frames' own
+        times, not by when they were read (a stalled demuxer hands its last frame over only at the stall)."""
+        if self.origin is None or self.last_pts < 0:
+            return 0.0
+        return time.perf_counter() - self.origin - self.closed - float(self.last_pts * LIVE_TIME_BASE)
 
     def output_ticks(self, t_src: float) -> int | None:
         """Source time on the output clock (LIVE_TIME_BASE ticks); None before this run's first frame."""
@@ -560,8 +599,13 @@ class _CaptureClock:
         now = time.perf_counter()
         if self.origin is None:
             self.origin = now
-        if self.offset is None:
-            self.offset = (now - self.origin) - t_src
+        if self.offset is None:  # a new run of source time: anchored where it arrives, or right after the last
+            self.offset = (now - self.origin - self.closed) - t_src
+            if self.close_gaps and self.last_pts >= 0:
+                step = statistics.median(self.steps) if self.steps else 1 / (self.fps or 30)
+                closed_up = (t_src + self.offset) - (float(self.last_pts * LIVE_TIME_BASE) + step)
+                self.offset -= closed_up
+                self.closed += closed_up
         # At least 1 ms apart: containers with millisecond timestamps (Matroska, FLV) stay increasing too.
         pts = max(self.last_pts + MIN_FRAME_TICKS, round((t_src + self.offset) / LIVE_TIME_BASE))
         self.last_pts = pts

@@ -8,6 +8,7 @@ packets the decoder rejects, are skipped and counted rather than treated as erro
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 import threading
@@ -21,9 +22,20 @@ import av
 from cyclestream.engine.errors import CycleStreamError, MediaError
 from cyclestream.engine.media.probe import open_input
 
-# The longest one attempt to open a silent live input blocks before the stop flag is looked at again.
+# The longest one attempt to open a silent RTP input blocks before the stop flag is looked at again.
 # FFmpeg's interrupt callback (PyAV's open timeout) ends the attempt; a silent attempt loses nothing.
 OPEN_SLICE = 1.0
+
+
+def ends_on_silence(url: str) -> bool:
+    """Whether FFmpeg's own reader ends an open or a read after a time without data (its udp ``timeout``
+    option): then an open is never cut while data arrives, only after a silence."""
+    return url.lower().startswith("udp:")
+
+
+def _silence(url: str, error: BaseException | None) -> bool:
+    """Whether ``error`` is FFmpeg's udp reader giving up after its ``timeout`` without data."""
+    return ends_on_silence(url) and isinstance(error, av.error.OSError) and error.errno == errno.EIO
 
 
 class NoData(MediaError):
@@ -38,9 +50,18 @@ class SourceStopped(CycleStreamError):
     """The job was stopped (Ctrl-C, SIGTERM, --duration) while waiting on the source."""
 
 
-def _interrupted(error: MediaError) -> bool:
-    """Whether ``open_input`` failed because the interrupt callback ended the attempt (no data yet)."""
-    return isinstance(error.__context__, av.error.ExitError)  # open_input raises "from None": context stays
+def _interrupted(url: str, error: MediaError) -> bool:
+    """Whether ``open_input`` failed because the attempt ended without data (the interrupt callback, or
+    udp's silence timeout)."""
+    context = error.__context__  # open_input raises "from None": the context stays
+    return isinstance(context, av.error.ExitError) or _silence(url, context)
+
+
+def not_a_stream(url: str, seconds: float | None = None) -> str:
+    """The line for datagrams that arrive but do not read as a stream."""
+    during = f" for {seconds:g} s" if seconds is not None else ""
+    return (f"data arrives at {url}, but none of it read as a video stream{during} "
+            "(expected MPEG-TS or RTP from the sender)")
 
 
 def open_live(
@@ -55,23 +76,30 @@ def open_live(
 ) -> Any:
     """``av.open`` that gives up after ``open_timeout`` seconds without data (MediaError).
 
-    ``sliced``: for inputs that wait for datagrams (UDP, RTP), the wait is cut into ``OPEN_SLICE``
-    attempts by FFmpeg's interrupt callback, and the stop flag is looked at between them
-    (SourceStopped); a silent attempt loses nothing.  Inputs with a handshake (RTSP, HTTP, RTMP) open
-    in one attempt: a slow handshake cut short would fail, not wait.  Either way the job itself never
-    waits on this call: it runs on the source's reader thread.
-    ``open_timeout`` None: a file or test source, opened once with no timeout."""
+    ``sliced``: for inputs that wait for datagrams (UDP, RTP), the wait is cut into attempts, and the
+    stop flag is looked at between them (SourceStopped).  UDP's attempts end after ``read_timeout``
+    seconds of silence (FFmpeg's udp ``timeout``), never while data arrives, so a sender that starts
+    at any moment loses nothing; RTP's are cut by FFmpeg's interrupt callback every ``OPEN_SLICE``
+    seconds.  Inputs with a handshake (RTSP, HTTP, RTMP) open in one attempt: a slow handshake cut
+    short would fail, not wait.  Either way the job itself never waits on this call: it runs on the
+    source's reader thread.  ``open_timeout`` None: a file or test source, opened once with no timeout."""
     if open_timeout is None:
         return open_input(url, options, format)
     deadline = time.monotonic() + open_timeout
+    on_silence = sliced and ends_on_silence(url) and read_timeout is not None
+    if on_silence:
+        options = {**options, "timeout": str(round(read_timeout * 1e6))}  # type: ignore[operator]
     while True:
         if stop.is_set():
             raise SourceStopped(f"stopped while waiting for {url}")
-        attempt = OPEN_SLICE if sliced else open_timeout
+        left = max(0.1, deadline - time.monotonic())
+        attempt = left if on_silence or not sliced else OPEN_SLICE  # UDP: the deadline is only a backstop
         try:
             return open_input(url, options, format, timeout=(attempt, read_timeout))
         except MediaError as e:
-            if not _interrupted(e):
+            if sliced and isinstance(e.__context__, av.error.InvalidDataError):
+                raise MediaError(not_a_stream(url)) from None
+            if not _interrupted(url, e):
                 raise
             if time.monotonic() >= deadline:
                 raise NoData(url, open_timeout) from None
@@ -128,9 +156,18 @@ class LiveConnection:
         self.skipped = 0  # packets before the first decodable keyframe
         self.corrupt = 0  # packets the decoder rejected after that
         self.decoded = 0
+        self.earliest: float | None = None  # the earliest video packet's time (s) before the first decoded frame
         self.end_reason: str | None = None
         self.audio = container.streams.audio[0] if on_audio is not None and container.streams.audio else None
         self.on_audio = on_audio
+
+    def frames_before(self, frame: av.VideoFrame) -> int:
+        """Frames the sender sent before ``frame`` (this connection's first decoded one) that never decoded:
+        the span from the earliest packet read, lost packets included, at the stream's frame rate."""
+        rate = self.average_rate
+        if frame.time is None or self.earliest is None or not rate:
+            return self.skipped
+        return max(0, round((float(frame.time) - self.earliest) * rate))
 
     @property
     def average_rate(self) -> float | None:
@@ -147,16 +184,19 @@ class LiveConnection:
             except StopIteration:
                 self.end_reason = "end of stream"
                 return
-            except av.error.ExitError:
-                self.end_reason = f"no data for {self.container.read_timeout:g} s"
-                return
             except av.error.FFmpegError as e:
-                self.end_reason = e.strerror or str(e)
+                if not isinstance(e, av.error.ExitError) and not _silence(self.url, e):
+                    self.end_reason = e.strerror or str(e)
+                    return
+                self.end_reason = f"no data for {self.container.read_timeout:g} s"
                 return
             if packet.stream.type == "audio":
                 if packet.size and self.on_audio is not None:  # with no pts too: the frames of a PES after its first
                     self.on_audio(packet)
                 continue
+            if not self.decoded and packet.pts is not None:
+                t = float(packet.pts * packet.time_base)
+                self.earliest = t if self.earliest is None else min(self.earliest, t)
             if packet.size and not started and not packet.is_keyframe:
                 self.skipped += 1
                 continue

@@ -84,9 +84,9 @@ def open_live_sink(
     target: str, info: VideoInfo, encode: EncodeOptions, audio: Any | None = None
 ) -> Iterator[NullSink | VideoFileSink]:
     """The sink for ``--sink``: null, a network URL, or a recording written under its final name.
-    ``audio``: the source's audio stream, copied beside the video where the output holds its codec
-    (its packets through ``write_packet``); else named in one line and dropped."""
-    passthrough = Passthrough(streams=[audio] if audio is not None else [])
+    ``audio``: the source's audio stream, copied beside the video where the output holds its codec,
+    else encoded anew (its packets through ``write_packet``)."""
+    passthrough = Passthrough(streams=[audio] if audio is not None else [], encode_audio=True)
     if target == "null":
         yield NullSink()
         return
@@ -115,5 +115,6 @@ def open_live_sink(
     sink.close()
 
 
-def holds_audio(sink: NullSink | VideoFileSink) -> bool:
-    return isinstance(sink, VideoFileSink) and bool(sink.side_streams)
+def audio_written_as(sink: NullSink | VideoFileSink, audio: Any) -> str | None:
+    """How the sink writes the source's audio: "copied", the codec it is encoded as, or None."""
+    return sink.written_as(audio) if isinstance(sink, VideoFileSink) else None

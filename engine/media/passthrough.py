@@ -1,7 +1,9 @@
 """What rides along untouched: every stream but the translated one, attachments, chapters, metadata.
 
 The source names what the input has (``Passthrough.of``); the sink adds what the output container
-can hold (``add_to``) and names what it cannot in one line.  Packets are copied, never re-encoded.  A
+can hold (``add_to``) and names what it cannot in one line.  Packets are copied, never re-encoded,
+except a live source's audio in a codec the output cannot hold (``encode_audio``: see
+:mod:`~cyclestream.engine.media.audio_encode`).  A
 timecode track is not copied but carried as the translated video's ``timecode`` tag, from which the
 MOV/MP4 muxer writes a new one (Matroska keeps it as a tag).
 """
@@ -14,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import av
+
+from cyclestream.engine.media.audio_encode import AudioEncoder
 
 log = logging.getLogger("cyclestream")
 
@@ -99,6 +103,7 @@ class Passthrough:
     video_metadata: dict[str, str] = field(default_factory=dict)  # the translated stream's language, title...
     video_disposition: int = 0
     covers: dict[int, CoverArt] = field(default_factory=dict)  # attached-picture streams by index
+    encode_audio: bool = False  # audio the output cannot hold is encoded anew (a live source's), not dropped
 
     @classmethod
     def of(cls, container: Any, video: Any) -> Passthrough:
@@ -134,10 +139,23 @@ def _muxer_takes(format_name: str, stream: Any) -> bool:
     return True
 
 
+# Audio codecs a muxer is taken at its word for only from a list.  FLV (RTMP): what every receiver plays
+# (FFmpeg 8's FLV muxer aborts the process on a copy of PCM from Matroska, so others are never tried).
+# MPEG-TS: what it maps to a stream type players read (it takes anything else as an opaque data stream).
+_LISTED_AUDIO = {
+    "flv": frozenset({"aac", "mp3", "mp3float"}),
+    "mpegts": frozenset({"aac", "aac_latm", "mp2", "mp3", "mp3float", "ac3", "eac3", "opus", "dts", "truehd",
+                         "s302m"}),
+}
+
+
 def _holds(output: Any, stream: Any) -> bool:
     """Whether the output muxer takes this codec; one it does not list is tried (``_muxer_takes``)."""
     supported = output.supported_codecs
     codec = stream.codec_context.name if stream.codec_context is not None else None
+    listed = _LISTED_AUDIO.get(output.format.name.split(",")[0])
+    if stream.type == "audio" and listed is not None:
+        return codec in listed
     if codec is not None and (not supported or codec in supported):
         return True
     return _muxer_takes(output.format.name.split(",")[0], stream)  # a codec-less data track: asked too
@@ -146,7 +164,8 @@ def _holds(output: Any, stream: Any) -> bool:
 def add_to(output: Any, video: Any, passthrough: Passthrough, label: str) -> dict[int, Any]:
     """Add the passthrough streams, attachments, chapters and metadata to ``output`` (before its header
     is written), and the input video stream's tags to ``video``; returns {input stream index: output
-    stream}.  What the container cannot hold is dropped with one warning naming it."""
+    stream, or the AudioEncoder of audio encoded anew}.  What the container cannot hold is dropped with
+    one warning naming it."""
     video.metadata.update(passthrough.video_metadata)
     video.disposition = passthrough.video_disposition
     mapping: dict[int, Any] = {}
@@ -159,6 +178,10 @@ def add_to(output: Any, video: Any, passthrough: Passthrough, label: str) -> dic
             # Matroska has no attached-picture track: cover art is an attachment (as the input's was, or
             # an MP4's cover turned into one), which the demuxer shows as an attached picture again.
             output.add_attachment(art.name, art.mimetype, art.data)
+            continue
+        if stream.type == "audio" and passthrough.encode_audio and not _holds(output, stream):
+            encoder = mapping[stream.index] = AudioEncoder(output, stream)
+            log.info("%s cannot hold %s: encoded anew as %s", label, describe_stream(stream), encoder.codec)
             continue
         if stream.type not in ("audio", "video", "subtitle", "data") or not _holds(output, stream):
             dropped.append(describe_stream(stream))

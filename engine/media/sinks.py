@@ -11,6 +11,7 @@ import av
 import numpy as np
 
 from cyclestream.engine.errors import MediaError, PermanentMediaError
+from cyclestream.engine.media.audio_encode import AudioEncoder
 from cyclestream.engine.media.colour import ColourTags, has_alpha
 from cyclestream.engine.media.encode_options import EncodeOptions
 from cyclestream.engine.media.frame import TranslatedFrame
@@ -249,12 +250,21 @@ class VideoFileSink:
         """A packet of the passthrough stream ``template``, stamped anew (a live source's audio on the
         output clock); nothing when the output does not hold that stream."""
         stream = self.side_streams.get(template.index)
+        if isinstance(stream, AudioEncoder):
+            self._mux(stream.encode(packet, pts, time_base))
+            return
         if stream is None:
             return
         packet.stream = stream
         packet.time_base = time_base
         packet.pts = packet.dts = pts
         self.container.mux(packet)
+
+    def written_as(self, template: Any) -> str | None:
+        """How the passthrough stream ``template`` is written: "copied", the codec it is encoded anew as, or
+        None (not held)."""
+        stream = self.side_streams.get(template.index)
+        return stream.codec if isinstance(stream, AudioEncoder) else "copied" if stream is not None else None
 
     def _pts(self, pts: int | None) -> int | None:
         if pts is not None and self._last_pts is not None and pts <= self._last_pts:
@@ -300,8 +310,11 @@ class VideoFileSink:
                 f"moved one tick ({self.stream.time_base} s) past the frame before")
 
     def close(self) -> None:
-        """Flush the encoder and finish the file (the caller renames it into place)."""
+        """Flush the encoders and finish the file (the caller renames it into place)."""
         self._mux(self.stream.encode(None))
+        for side in self.side_streams.values():
+            if isinstance(side, AudioEncoder):
+                self._mux(side.flush())
         self.container.close()
 
     def abort(self) -> None:

@@ -89,3 +89,46 @@ def test_rtsp_server_restarted_within_5_s_is_survived_with_the_defaults(tiny_mod
     assert abs(summary["reconnect_gaps_s"][0] - gap) < 1.0, (summary, gap)
     k = steps.index(gap)  # times[k] is the last frame before the outage
     assert k + 1 > 15 and len(times) - k - 1 > 15  # frames from both sides of it
+
+
+def _udp_sender(port: int, seconds: float) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=15", "-t",
+                    str(seconds), "-c:v", "libx264", "-g", "15", "-tune", "zerolatency", "-f", "mpegts",
+                    f"udp://127.0.0.1:{port}?pkt_size=1316"], check=True, timeout=60)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
+                    reason="needs Debian's ffmpeg and ffprobe (tests/system_packages.sh installs them as root)")
+@pytest.mark.parametrize("policy", ["real-time", "closed"])
+def test_a_reconnection_gap_is_kept_or_closed_as_asked(tiny_model: Path, tmp_path: Path, policy: str) -> None:
+    """A UDP sender that stops for 3 s and starts again: the gap stays in the recording's timestamps
+    (real-time, the default) or the first frame after it follows the last one before it (closed)."""
+    port = free_port()
+    out = tmp_path / "gap.mkv"
+    job = subprocess.Popen(
+        [sys.executable, "-m", "cyclestream", "-q", "stream", "--model", str(tiny_model), "--temporal", "off",
+         "--source", f"udp://127.0.0.1:{port}", "--sink", str(out), "--read-timeout", "1", "--reconnect-for", "6",
+         "--reconnect-gap", policy], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        _udp_sender(port, 3)
+        time.sleep(3.0)
+        _udp_sender(port, 3)
+        stdout, stderr = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+        job.wait(timeout=10)
+    assert job.returncode == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["reconnects"] == 1 and summary["reconnect_gap"] == policy, summary
+    assert summary["reconnect_gaps_s"][0] > 2.0, summary  # the source was away for about 3 s either way
+    times = _frame_times(out)
+    assert len(times) == summary["frames_out"] and times == sorted(times)
+    gap = max(b - a for a, b in itertools.pairwise(times))
+    if policy == "real-time":
+        assert abs(gap - summary["reconnect_gaps_s"][0]) < 0.5, (gap, summary)
+    else:
+        assert gap < 0.2, (gap, summary)  # one usual step (1/15 s), not the outage
+        assert times[-1] - times[0] == pytest.approx((len(times) - 1) / 15, abs=0.5)
