@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from tests.engine.media.ffprobe import ffprobe_streams
-from tests.engine.media.test_live_senders import free_port
+from tests.engine.media.test_live_senders import free_port, stop
 
 pytestmark = [
     pytest.mark.slow,
@@ -68,9 +68,7 @@ def _finish(job: subprocess.Popen[str], *senders: subprocess.Popen[bytes]) -> di
         stdout, stderr = job.communicate(timeout=60)
     finally:
         for proc in (job, *senders):
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
+            stop(proc)
     assert job.returncode == 0, stderr
     assert "Traceback" not in stderr, stderr
     return json.loads(stdout)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.media.test_live_senders import free_port
+from tests.engine.media.test_live_senders import free_port, stop
 
 PROXY = Path(__file__).parents[1] / "senders" / "lossy_udp_proxy.py"
 FPS, SECONDS = 15, 8
@@ -81,9 +81,7 @@ def test_every_frame_sent_through_a_lossy_relay_is_accounted_for(
         relayed = json.loads(relay.communicate(timeout=10)[0].splitlines()[-1])
     finally:
         for proc in (job, relay):
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
+            stop(proc)
     assert job.returncode == 0, stderr
     assert relayed["dropped"] > 0, relayed
     summary = json.loads(stdout)

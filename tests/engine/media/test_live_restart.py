@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.media.test_live_senders import free_port
+from tests.engine.media.test_live_senders import free_port, stop
 
 SERVER = Path(__file__).parents[1] / "senders" / "gst_rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -71,9 +71,7 @@ def test_rtsp_server_restarted_within_5_s_is_survived_with_the_defaults(tiny_mod
         stdout, stderr = job.communicate(timeout=60)
     finally:
         for proc in (job, server):
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
+            stop(proc)
     assert job.returncode == 0, stderr
     assert "Traceback" not in stderr and "reconnecting for up to 30 s" in stderr, stderr
     summary = json.loads(stdout)
@@ -117,9 +115,7 @@ def test_a_reconnection_gap_is_kept_or_closed_as_asked(tiny_model: Path, tmp_pat
         _udp_sender(port, 3)
         stdout, stderr = job.communicate(timeout=60)
     finally:
-        if job.poll() is None:
-            job.kill()
-        job.wait(timeout=10)
+        stop(job)
     assert job.returncode == 0, stderr
     summary = json.loads(stdout)
     assert summary["reconnects"] == 1 and summary["reconnect_gap"] == policy, summary
