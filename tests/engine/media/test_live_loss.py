@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.engine.media.test_live_senders import free_port, stop
+from tests.engine.media.test_live_senders import free_port, stop, wait_until_bound
 
 PROXY = Path(__file__).parents[1] / "senders" / "lossy_udp_proxy.py"
 FPS, SECONDS = 15, 8
@@ -32,19 +30,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
                        reason="needs Debian's ffmpeg and ffprobe (tests/system_packages.sh installs them as root)"),
 ]
-
-
-def _wait_until_bound(port: int, timeout: float = 60.0) -> None:
-    """Until the receiver listens on the UDP port (binding it fails): it starts seconds after its process."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on udp port {port}")
 
 
 def _frames_in(path: Path) -> int:
@@ -71,7 +56,7 @@ def test_every_frame_sent_through_a_lossy_relay_is_accounted_for(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert relay.stdout is not None and relay.stdout.readline().strip() == "ready"
-        _wait_until_bound(port)
+        wait_until_bound(port)
         # A keyframe a second: a lost keyframe costs at most a second of frames, counted as lost.
         subprocess.run(["ffmpeg", "-v", "error", "-re", "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate={FPS}",
                         "-t", str(SECONDS), "-c:v", "libx264", "-g", str(FPS), "-tune", "zerolatency", "-f", "mpegts",

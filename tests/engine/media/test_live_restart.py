@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.media.test_live_senders import free_port, stop
+from tests.engine.media.test_live_senders import free_port, stop, wait_until_bound
 
 SERVER = Path(__file__).parents[1] / "senders" / "gst_rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -109,7 +109,7 @@ def test_a_reconnection_gap_is_kept_or_closed_as_asked(tiny_model: Path, tmp_pat
          "--source", f"udp://127.0.0.1:{port}", "--sink", str(out), "--read-timeout", "1", "--reconnect-for", "6",
          "--reconnect-gap", policy], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.5)
+        wait_until_bound(port)
         _udp_sender(port, 3)
         time.sleep(3.0)
         _udp_sender(port, 3)

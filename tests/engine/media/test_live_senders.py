@@ -50,6 +50,21 @@ def udp_url(port: int) -> str:
     return f"udp://127.0.0.1:{port}?pkt_size=1316"
 
 
+def wait_until_bound(port: int, timeout: float = 60.0) -> None:
+    """Until a receiver in another process listens on the UDP port (binding it fails): the command starts
+    seconds after its process does, more on a loaded machine, and a sender started before that loses its
+    start."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on udp port {port}")
+
+
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.kill()
