@@ -24,6 +24,11 @@ def temporal_option() -> Any:
     return option("on", choices=METHODS, help=TEMPORAL_HELP)
 
 
+DEINTERLACE_HELP = ("interlaced video: auto deinterlaces (FFmpeg's bwdif, one frame per frame) when the first "
+                    "frame is flagged interlaced, on deinterlaces every frame whatever its flags, off hands woven "
+                    "fields to the model")
+
+
 @dataclass(frozen=True, kw_only=True)
 class TranslateOptions(Options):
     """``translate``: a video file, an image or a folder of images."""
@@ -34,9 +39,7 @@ class TranslateOptions(Options):
                                   help="side-by-side PNG of a few frames")
     progress: bool = progress_option()
     temporal: str = temporal_option()
-    deinterlace: Deinterlace = option("auto", help="interlaced video: auto deinterlaces (FFmpeg's bwdif, one frame "
-                                      "per frame) when the first frame is flagged interlaced, on deinterlaces every "
-                                      "frame whatever its flags, off hands woven fields to the model")  # fmt: skip
+    deinterlace: Deinterlace = option("auto", help=DEINTERLACE_HELP)
     format: str | None = option(None, metavar="NAME", default_text="mpegts for OUTPUT -, else from the bytes",
                                 help="the container of a pipe (`-`): with OUTPUT -, what standard output is "
                                 "written as (mpegts or matroska/mkv); with INPUT - only, what standard input "
@@ -107,6 +110,7 @@ class StreamOptions(Options):
                                          "first frame after it follows the last one before it)")
     read_timeout: float = option(3.0, above=0, help="seconds without data that count as stalled")
     audio: bool = option(True, help="audio passed through from the source (copied beside the video)")
+    deinterlace: Deinterlace = option("auto", help=DEINTERLACE_HELP)  # decided at each connection's first frame
     preview: str | None = option(None, metavar="[HOST]:PORT", help="serve a live MJPEG page, e.g. :8080")
     input_format: str | None = option(None, help="camera pixel format for V4L2, e.g. mjpeg or yuyv422")
     duration: float | None = option(None, above=0, help="stop after this many seconds")

@@ -221,7 +221,7 @@ def connect_source(options: StreamOptions) -> tuple[LiveSource, bool]:
         spec, size=options.run.size, fps=options.fps, realtime=options.realtime,
         reconnect_for=options.reconnect_for, read_timeout=options.read_timeout,
         audio=options.audio and options.sink != "null",  # audio goes nowhere else: a null sink reads none
-        close_gaps=options.reconnect_gap == "closed",
+        close_gaps=options.reconnect_gap == "closed", deinterlace=options.deinterlace,
     )
     return source, spec.kind == "network"
 

@@ -35,6 +35,7 @@ from cyclestream.engine.channel import Channel, Stopped
 from cyclestream.engine.errors import MediaError, PermanentMediaError
 from cyclestream.engine.media.aac import config_from_adts, raw_frame
 from cyclestream.engine.media.colour import ColourTags
+from cyclestream.engine.media.deinterlace import Deinterlace
 from cyclestream.engine.media.frame import VideoFrame
 from cyclestream.engine.media.live_input import (
     LiveConnection,
@@ -139,6 +140,7 @@ class LiveSource:
         open_timeout: float = 10.0,
         audio: bool = True,
         close_gaps: bool = False,
+        deinterlace: Deinterlace = "off",
     ) -> None:
         self.spec, self.size, self.fps = spec, size, fps
         # Files (with --realtime), FFmpeg test sources and bursty network sources (HLS, DASH, HTTP) are
@@ -150,6 +152,8 @@ class LiveSource:
         self.reconnect_for, self.read_timeout = reconnect_for, read_timeout
         self.gaps: list[float] = []  # seconds without frames at each reconnection
         self.close_gaps = close_gaps  # ... closed up in the timestamps, not kept as real time
+        self.deinterlace = deinterlace
+        self.deinterlaced: str | None = None  # how, once a connection's first frame asked for it
         self.open_timeout = max(open_timeout, read_timeout)
         self.end_reason: str | None = None
         self.captured = 0  # frames handed on (after --fps)
@@ -169,7 +173,7 @@ class LiveSource:
         self.audio_stream: Any | None = None
         self._audio_holder: Any | None = None
         self._audio: collections.deque[tuple[int, av.Packet]] = collections.deque()
-        self._early_audio: list[tuple[float, av.Packet]] = []  # read before this run's first video frame
+        self._early_audio: collections.deque[tuple[float, av.Packet]] = collections.deque()  # before its video
         self._audio_next: float | None = None  # where the next audio packet starts, if it has no pts
         self._raw_aac = False  # ADTS AAC is kept as raw frames (its config built from the first header)
         self._config_wait: float | None = None  # waiting for the audio's first packet (its config) until then
@@ -260,7 +264,7 @@ class LiveSource:
         container = open_live(spec.url, spec.options, format=spec.format, stop=self._stop, open_timeout=open_timeout,
                               read_timeout=read_timeout, sliced=spec.open_in_slices)
         return LiveConnection(container, self.spec.url, wait_for_keyframe=self.spec.kind == "network",
-                              on_audio=self._on_audio if self.audio else None)
+                              on_audio=self._on_audio if self.audio else None, deinterlace=self.deinterlace)
 
     def _first_frame(self, frame: av.VideoFrame, connection: LiveConnection) -> None:
         self.size = self.size or (frame.width, frame.height)  # every later (re)connection keeps this size
@@ -368,8 +372,9 @@ class LiveSource:
                     return
             else:
                 clock.restart()
+                first = True
                 self.audio_dropped += len(self._early_audio)  # a connection that never showed a frame
-                self._early_audio = []
+                self._early_audio = collections.deque()
                 try:
                     for av_frame in connection.frames():
                         if self._stop.is_set():
@@ -382,8 +387,10 @@ class LiveSource:
                             waited = True
                         if lost_at is not None:
                             self._reconnected(clock.since_last())
-                        if connection.decoded == 1:  # its first frame: what came before it never decoded
+                        if first:  # this connection's first frame: what came before it never decoded
                             self.lost_first += connection.frames_before(av_frame)
+                            self._note_deinterlacing(connection)
+                            first = False
                         attempt, lost_at = 0, None
                         self._note_size(av_frame)
                         frame = clock.stamp(av_frame, self.size, self.captured, self.colour)  # type: ignore[arg-type]
@@ -443,10 +450,7 @@ class LiveSource:
             self._configure_audio(bytes(packet))
             self._audio_configured()
         if self._clock.offset is None or self.audio_stream is None:
-            if len(self._early_audio) >= AUDIO_PACKETS:
-                self._early_audio.pop(0)
-                self.audio_dropped += 1
-            self._early_audio.append((t_src, packet))
+            self._keep_at_most(self._early_audio, (t_src, packet))
             return
         self._keep_audio(t_src, packet)
 
@@ -485,10 +489,14 @@ class LiveSource:
                 return
             packet = av.Packet(raw)
             packet.is_keyframe = True
-        if len(self._audio) >= AUDIO_PACKETS:
-            self._audio.popleft()
+        self._keep_at_most(self._audio, (ticks, packet))
+
+    def _keep_at_most(self, queue: collections.deque[Any], item: Any) -> None:
+        """Append to an audio queue; past AUDIO_PACKETS its oldest packet is dropped (and counted)."""
+        if len(queue) >= AUDIO_PACKETS:
+            queue.popleft()
             self.audio_dropped += 1
-        self._audio.append((ticks, packet))
+        queue.append(item)
 
     def _audio_configured(self) -> None:
         self._config_wait = None
@@ -496,7 +504,7 @@ class LiveSource:
 
     def _audio_clocked(self) -> None:
         """The video's first frame of this run is stamped: the audio read before it goes on its clock."""
-        early, self._early_audio = self._early_audio, []
+        early, self._early_audio = self._early_audio, collections.deque()
         if self.audio_stream is None:
             self.audio_dropped += len(early)
             return
@@ -508,6 +516,12 @@ class LiveSource:
         (Asked only now: listening on the port meanwhile would take a returning sender's first packets.)"""
         if self.spec.open_in_slices and datagrams_arrive(self.spec.url):
             self.end_reason = not_a_stream(self.spec.url, silent.seconds)
+
+    def _note_deinterlacing(self, connection: LiveConnection) -> None:
+        if connection.deinterlacer is not None and self.deinterlaced is None:
+            self.deinterlaced = connection.deinterlacer.describe()
+            log.info("source %s is interlaced: deinterlaced with %s before the model", self.spec.url,
+                     self.deinterlaced)
 
     def _reconnected(self, gap: float) -> None:
         self.gaps.append(round(gap, 3))

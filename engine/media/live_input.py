@@ -20,6 +20,7 @@ from typing import Any
 import av
 
 from cyclestream.engine.errors import CycleStreamError, MediaError
+from cyclestream.engine.media.deinterlace import Deinterlace, Deinterlacer, wanted
 from cyclestream.engine.media.probe import open_input
 
 # The longest one attempt to open a silent RTP input blocks before the stop flag is looked at again.
@@ -142,8 +143,11 @@ class LiveConnection:
         url: str,
         wait_for_keyframe: bool = True,
         on_audio: Callable[[av.Packet], None] | None = None,
+        deinterlace: Deinterlace = "off",
     ) -> None:
         self.container, self.url = container, url
+        self.deinterlace = deinterlace
+        self.deinterlacer: Deinterlacer | None = None  # set at the first frame when it deinterlaces
         if not container.streams.video:
             container.close()
             raise MediaError(f"{url} has no video stream")
@@ -175,7 +179,19 @@ class LiveConnection:
         return float(rate) if rate else None
 
     def frames(self) -> Iterator[av.VideoFrame]:
-        """Decoded frames until the input ends or stalls; ``end_reason`` then says which."""
+        """Decoded frames, deinterlaced as ``deinterlace`` says (decided at the first one), until the input
+        ends or stalls; ``end_reason`` then says which.  The deinterlacer's last frame comes out at the end."""
+        for frame in self._decoded():
+            if self.decoded == 1 and self.deinterlacer is None and wanted(self.deinterlace, frame):
+                self.deinterlacer = Deinterlacer(self.video.time_base, every_frame=self.deinterlace == "on")
+            if self.deinterlacer is None:
+                yield frame
+            else:
+                yield from self.deinterlacer.push(frame)
+        if self.deinterlacer is not None:
+            yield from self.deinterlacer.push(None)
+
+    def _decoded(self) -> Iterator[av.VideoFrame]:
         started = not self.wait_for_keyframe  # a keyframe was fed to the decoder
         packets = self.container.demux(*(s for s in (self.video, self.audio) if s is not None))
         while True:
