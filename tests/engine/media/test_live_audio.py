@@ -160,8 +160,8 @@ def _flash_time(path: Path) -> float:
     times = [float(t.strip(",")) for t in subprocess.run(
         ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time", "-of", "csv=p=0",
          str(path)], capture_output=True, text=True, check=True).stdout.split() if t.strip(",")]
-    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "v:0", "-f", "rawvideo", "-pix_fmt",
-                          "gray", "-"], capture_output=True, check=True).stdout
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "v:0", "-fps_mode", "passthrough", "-f",
+                          "rawvideo", "-pix_fmt", "gray", "-"], capture_output=True, check=True).stdout  # a frame each
     means = np.frombuffer(raw, np.uint8).reshape(len(times), -1).mean(axis=1)
     change = np.abs(means - np.median(means))  # the flash is 5 frames of 60: the median is the black picture
     k = int(np.argmax(change))
