@@ -40,14 +40,16 @@ ALPHA_FORMATS = frozenset({"GIF", "PNG", "WEBP", "TIFF", "AVIF"})  # formats tha
 METADATA: dict[str, frozenset[str]] = {  # what Pillow's writer for each format keeps (checked in the tests)
     "JPEG": frozenset({"icc_profile", "exif", "xmp"}),
     "WEBP": frozenset({"icc_profile", "exif", "xmp"}),
-    "PNG": frozenset({"icc_profile", "exif", "xmp", "gamma", "chromaticity"}),
+    "PNG": frozenset({"icc_profile", "exif", "xmp", "gamma", "chromaticity", "srgb"}),
     "TIFF": frozenset({"icc_profile", "exif"}),
     "AVIF": frozenset({"icc_profile", "exif", "xmp"}),
 }
-METADATA_NAMES = {"icc_profile": "ICC profile", "exif": "EXIF", "xmp": "XMP", "gamma": "gAMA", "chromaticity": "cHRM"}
-# A PNG's gAMA and cHRM, which Pillow reads into info as floats (value / 100000) and does not write back from
-# info: kept as their chunk data (big-endian uint32 × 100000) and written as raw chunks
-PNG_CHUNKS = {"gamma": (b"gAMA", 1), "chromaticity": (b"cHRM", 8)}
+METADATA_NAMES = {"icc_profile": "ICC profile", "exif": "EXIF", "xmp": "XMP", "gamma": "gAMA", "chromaticity": "cHRM",
+                  "srgb": "sRGB"}
+# A PNG's gAMA, cHRM and sRGB, which Pillow reads into info (floats as value / 100000; sRGB's rendering
+# intent as an int) and does not write back from info: kept as their chunk data (big-endian uint32 × 100000;
+# one byte) and written as raw chunks.  Key → (chunk type, numbers in it; 0: the one-byte intent).
+PNG_CHUNKS = {"gamma": (b"gAMA", 1), "chromaticity": (b"cHRM", 8), "srgb": (b"sRGB", 0)}
 SAVE_OPTIONS: dict[str, dict[str, object]] = {
     "JPEG": {"quality": 95},
     "WEBP": {"quality": 95},
@@ -127,7 +129,7 @@ def _colour_managed(image: Image.Image, lost: list[str]) -> Image.Image:
     space = _colour_space(icc)
     if space == "RGB":
         return image
-    # gAMA/cHRM go too: they describe the encoding the pixels no longer have (and an iCCP overrides them)
+    # gAMA/cHRM/sRGB go too: they describe the encoding the pixels no longer have (an iCCP overrides them)
     info = {key: value for key, value in image.info.items() if key not in ("icc_profile", *PNG_CHUNKS)}
     try:
         converted = ImageCms.profileToProfile(image, io.BytesIO(icc), _SRGB, outputMode="RGB")
@@ -143,7 +145,10 @@ def _colour_managed(image: Image.Image, lost: list[str]) -> Image.Image:
 
 
 def _png_chunk(value: object, count: int) -> bytes | None:
-    """gAMA/cHRM chunk data from Pillow's floats, or None for a value that is not ``count`` numbers."""
+    """gAMA/cHRM chunk data from Pillow's floats (sRGB's, ``count`` 0, from its intent), or None for a value
+    that is not ``count`` numbers (not an intent, 0 to 3)."""
+    if count == 0:
+        return bytes([value]) if isinstance(value, int) and 0 <= value <= 3 else None
     values = value if isinstance(value, tuple) else (value,)
     if len(values) != count or not all(isinstance(v, (int, float)) and 0 <= v * 100000 < 2**32 for v in values):
         return None

@@ -1,4 +1,4 @@
-"""A PNG's gAMA and cHRM chunks go into a PNG output with the same values, beside an iCCP or sRGB chunk as the
+"""A PNG's gAMA, cHRM and sRGB chunks go into a PNG output with the same values, beside an iCCP as the
 input had them, and no chunk the input did not have is added; a format that cannot hold them names them in
 one line as not kept.  The inputs are written byte by byte here (signature, IHDR, the colour chunks, IDAT,
 IEND, each with its CRC) and the outputs' chunks are read back by walking the file, not through the code
@@ -138,13 +138,21 @@ def test_gama_and_chrm_are_kept_beside_an_rgb_icc_profile(tiny_model: Path, tmp_
     assert rest[0] == 0 and zlib.decompress(rest[1:]) == profile
 
 
-def test_an_srgb_png_gets_no_profile_and_keeps_its_gama_and_chrm(tiny_model: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("intent", [b"\0", b"\3"], ids=["perceptual", "absolute"])
+def test_an_srgb_png_keeps_its_srgb_gama_and_chrm_and_gets_no_profile(
+    tiny_model: Path, tmp_path: Path, intent: bytes
+) -> None:
     src = tmp_path / "in.png"
-    src.write_bytes(png_bytes(16, (b"sRGB", b"\0"), (b"gAMA", GAMA), (b"cHRM", CHRM)))
+    src.write_bytes(png_bytes(16, (b"sRGB", intent), (b"gAMA", GAMA), (b"cHRM", CHRM)))
     translate_cli(src, tmp_path / "out.png", tiny_model)
-    found = colour_chunks(tmp_path / "out.png")
-    assert b"iCCP" not in found  # none invented
-    assert found[b"gAMA"] == GAMA and found[b"cHRM"] == CHRM
+    assert colour_chunks(tmp_path / "out.png") == {b"sRGB": intent, b"gAMA": GAMA, b"cHRM": CHRM}  # no iCCP
+
+
+def test_an_srgb_chunk_alone_is_kept_alone(tiny_model: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.png"
+    src.write_bytes(png_bytes(8, (b"sRGB", b"\1")))
+    translate_cli(src, tmp_path / "out.png", tiny_model)
+    assert colour_chunks(tmp_path / "out.png") == {b"sRGB": b"\1"}
 
 
 def test_a_grey_profile_converted_to_srgb_takes_gama_and_chrm_with_it(tiny_model: Path, tmp_path: Path) -> None:
