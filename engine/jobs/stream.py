@@ -41,7 +41,7 @@ from cyclestream.engine.jobs.options import StreamOptions
 from cyclestream.engine.media.frame import TranslatedFrame
 from cyclestream.engine.media.live import LIVE_TIME_BASE, LiveSource, parse_source
 from cyclestream.engine.media.live_input import SourceStopped
-from cyclestream.engine.media.live_output import NullSink, audio_written_as, open_live_sink, recording_options
+from cyclestream.engine.media.live_output import NullSink, open_live_sink, recording_options
 from cyclestream.engine.media.preview_server import PreviewServer, parse_listen
 from cyclestream.engine.media.probe import VideoInfo
 from cyclestream.engine.media.sinks import VideoFileSink, check_video_codec
@@ -374,7 +374,7 @@ class _AudioCopy:
         template = self.source.audio_stream
         if template is None:
             return None
-        written = audio_written_as(self.sink, template) if self.sink is not None else None
+        written = self.sink.written_as(template) if self.sink is not None else None
         return {"codec": template.codec_context.name, "copied": written == "copied",
                 "encoded_as": None if written == "copied" else written, "packets_read": self.source.audio_read,
                 "packets_written": self.written, "packets_dropped": self.source.audio_dropped + self.late}

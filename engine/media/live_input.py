@@ -34,8 +34,11 @@ def ends_on_silence(url: str) -> bool:
     return url.lower().startswith("udp:")
 
 
-def _silence(url: str, error: BaseException | None) -> bool:
-    """Whether ``error`` is FFmpeg's udp reader giving up after its ``timeout`` without data."""
+def _no_data(url: str, error: BaseException | None) -> bool:
+    """Whether ``error`` ended an open or a read for want of data: PyAV's timeout (FFmpeg's interrupt
+    callback), or FFmpeg's udp reader giving up after its ``timeout`` without data."""
+    if isinstance(error, av.error.ExitError):
+        return True
     return ends_on_silence(url) and isinstance(error, av.error.OSError) and error.errno == errno.EIO
 
 
@@ -49,13 +52,6 @@ class NoData(MediaError):
 
 class SourceStopped(CycleStreamError):
     """The job was stopped (Ctrl-C, SIGTERM, --duration) while waiting on the source."""
-
-
-def _interrupted(url: str, error: MediaError) -> bool:
-    """Whether ``open_input`` failed because the attempt ended without data (the interrupt callback, or
-    udp's silence timeout)."""
-    context = error.__context__  # open_input raises "from None": the context stays
-    return isinstance(context, av.error.ExitError) or _silence(url, context)
 
 
 def not_a_stream(url: str, seconds: float | None = None) -> str:
@@ -100,7 +96,7 @@ def open_live(
         except MediaError as e:
             if sliced and isinstance(e.__context__, av.error.InvalidDataError):
                 raise MediaError(not_a_stream(url)) from None
-            if not _interrupted(url, e):
+            if not _no_data(url, e.__context__):  # open_input raises "from None": the context stays
                 raise
             if time.monotonic() >= deadline:
                 raise NoData(url, open_timeout) from None
@@ -201,10 +197,8 @@ class LiveConnection:
                 self.end_reason = "end of stream"
                 return
             except av.error.FFmpegError as e:
-                if not isinstance(e, av.error.ExitError) and not _silence(self.url, e):
-                    self.end_reason = e.strerror or str(e)
-                    return
-                self.end_reason = f"no data for {self.container.read_timeout:g} s"
+                silent = _no_data(self.url, e)
+                self.end_reason = f"no data for {self.container.read_timeout:g} s" if silent else e.strerror or str(e)
                 return
             if packet.stream.type == "audio":
                 if packet.size and self.on_audio is not None:  # with no pts too: the frames of a PES after its first

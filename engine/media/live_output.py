@@ -40,6 +40,9 @@ class NullSink:
     def write_packet(self, template: Any, packet: Any, pts: int, time_base: Fraction) -> None:
         pass
 
+    def written_as(self, template: Any) -> str | None:
+        return None
+
     def close(self) -> None:
         pass
 
@@ -114,7 +117,3 @@ def open_live_sink(
         raise
     sink.close()
 
-
-def audio_written_as(sink: NullSink | VideoFileSink, audio: Any) -> str | None:
-    """How the sink writes the source's audio: "copied", the codec it is encoded as, or None."""
-    return sink.written_as(audio) if isinstance(sink, VideoFileSink) else None

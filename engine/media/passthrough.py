@@ -153,12 +153,13 @@ def _holds(output: Any, stream: Any) -> bool:
     """Whether the output muxer takes this codec; one it does not list is tried (``_muxer_takes``)."""
     supported = output.supported_codecs
     codec = stream.codec_context.name if stream.codec_context is not None else None
-    listed = _LISTED_AUDIO.get(output.format.name.split(",")[0])
+    muxer = output.format.name.split(",")[0]
+    listed = _LISTED_AUDIO.get(muxer)
     if stream.type == "audio" and listed is not None:
         return codec in listed
     if codec is not None and (not supported or codec in supported):
         return True
-    return _muxer_takes(output.format.name.split(",")[0], stream)  # a codec-less data track: asked too
+    return _muxer_takes(muxer, stream)  # a codec-less data track: asked too
 
 
 def add_to(output: Any, video: Any, passthrough: Passthrough, label: str) -> dict[int, Any]:
